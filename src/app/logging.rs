@@ -1,0 +1,225 @@
+//! The agent's own logs: `tracing` to stderr (journald keeps it) and, when `ECS_LOGFILE` is set,
+//! to that file with rollover. Level from `ECS_LOGLEVEL` (file: `ECS_LOGLEVEL_ON_INSTANCE`),
+//! format from `ECS_LOG_OUTPUT_FORMAT`: `logfmt` (`level=info time=… msg="…" key=value`, as the
+//! official agent writes) or one JSON object a line.
+
+use std::fmt;
+use std::path::Path;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{Layer, Registry};
+
+use super::logfile::{LogFile, Rollover};
+use crate::config::{Config, LogFormat, LogLevel, LogRollover};
+
+/// Dependencies that are too chatty at debug level; they stay at info.
+const QUIET_AT_DEBUG: &[&str] = &[
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tower",
+    "aws_smithy_runtime",
+    "aws_config",
+    "tungstenite",
+    "tokio_tungstenite",
+    "bollard",
+];
+
+/// The `tracing` filter directive for a level.
+pub fn filter_directive(level: LogLevel) -> String {
+    let base = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error | LogLevel::Crit => "error",
+        LogLevel::None => "off",
+    };
+    let mut directive = base.to_owned();
+    if level == LogLevel::Debug {
+        for dep in QUIET_AT_DEBUG {
+            directive.push_str(&format!(",{dep}=info"));
+        }
+    }
+    directive
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+fn layer_for<W>(format: LogFormat, writer: W, level: LogLevel, ansi: bool) -> BoxedLayer
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::new(filter_directive(level));
+    match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Logfmt => tracing_subscriber::fmt::layer()
+            .event_format(Logfmt)
+            .fmt_fields(LogfmtFields)
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
+/// Installs the global subscriber. A log file that cannot be opened is reported on stderr and
+/// skipped: the agent runs without it rather than not at all.
+pub fn init(config: &Config) {
+    let mut layers: Vec<BoxedLayer> = vec![layer_for(
+        config.log_output_format,
+        std::io::stderr,
+        config.log_level,
+        false,
+    )];
+    let mut file_error = None;
+    if !config.log_file.is_empty() {
+        let rollover = match config.log_rollover_type {
+            LogRollover::Size => Rollover::Size((config.log_max_file_size_mb * 1_000_000.0) as u64),
+            LogRollover::Hourly => Rollover::Hourly,
+            LogRollover::None => Rollover::Never,
+        };
+        let level = config.log_level_on_instance.unwrap_or(config.log_level);
+        match LogFile::open(
+            Path::new(&config.log_file),
+            rollover,
+            config.log_max_roll_count,
+        ) {
+            Ok(file) => layers.push(layer_for(config.log_output_format, file, level, false)),
+            Err(e) => file_error = Some(e),
+        }
+    }
+    let subscriber = tracing_subscriber::registry().with(layers);
+    // A second init (tests) keeps the first subscriber.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    if let Some(e) = file_error {
+        tracing::warn!(path = %config.log_file, error = %e, "cannot open log file; logging to stderr only");
+    }
+}
+
+/// logfmt events: `level=info time=2026-11-26T14:00:00.123Z msg="registered" cluster=default`.
+struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warn",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        write!(writer, "level={level} time=")?;
+        SystemTime.format_time(&mut writer)?;
+        let mut visitor = LogfmtVisitor::default();
+        event.record(&mut visitor);
+        write!(writer, " msg={}", quote(&visitor.message))?;
+        write!(writer, "{}", visitor.fields)?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                    if !fields.is_empty() {
+                        write!(writer, " {}", fields.fields)?;
+                    }
+                }
+            }
+        }
+        writeln!(writer, " module={}", event.metadata().target())
+    }
+}
+
+/// Span fields in logfmt form (`key=value key=value`).
+struct LogfmtFields;
+
+impl<'w> FormatFields<'w> for LogfmtFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut visitor = LogfmtVisitor::default();
+        fields.record(&mut visitor);
+        write!(writer, "{}", visitor.fields.trim_start())
+    }
+}
+
+#[derive(Default)]
+struct LogfmtVisitor {
+    message: String,
+    fields: String,
+}
+
+impl Visit for LogfmtVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_owned();
+        } else {
+            self.fields
+                .push_str(&format!(" {}={}", field.name(), quote(value)));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// Quotes a logfmt value when it needs it (spaces, quotes, `=`, control characters or empty).
+pub fn quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=');
+    if plain {
+        value.to_owned()
+    } else {
+        format!("{value:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logfmt_quotes_only_when_needed() {
+        assert_eq!(quote("default"), "default");
+        assert_eq!(quote("two words"), "\"two words\"");
+        assert_eq!(quote("a=b"), "\"a=b\"");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(quote("line\nbreak"), "\"line\\nbreak\"");
+    }
+
+    #[test]
+    fn debug_level_keeps_dependencies_at_info() {
+        let d = filter_directive(LogLevel::Debug);
+        assert!(d.starts_with("debug,"));
+        assert!(d.contains("hyper=info"));
+        assert_eq!(filter_directive(LogLevel::None), "off");
+        assert_eq!(filter_directive(LogLevel::Crit), "error");
+    }
+}

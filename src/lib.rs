@@ -1,0 +1,9 @@
+//! ecs-agent: the Amazon ECS container agent, reimplemented in Rust.
+//!
+//! Rooms are named after ECS concepts (see `STYLE.md` in the shared folder): `config` reads the
+//! official agent's configuration; `engine` will hold the pure task state machine; `app` wires
+//! the process together (CLI, logging, exit codes).
+
+pub mod app;
+pub mod config;
+pub mod engine;
