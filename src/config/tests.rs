@@ -790,10 +790,12 @@ fn environment_overrides_ecs_config_which_overrides_json_file() {
 
 #[test]
 fn ecs_config_quirks_are_reproduced() {
-    let mut sources = Sources::default();
-    sources.ecs_config_files = vec![ecs_config(
-        "# ECS_LOGLEVEL=debug\nECS_RESERVED_MEMORY = 64\nECS_DATADIR=\"/srv/ecs\"\nECS_CLUSTER=web # prod\n",
-    )];
+    let mut sources = Sources {
+        ecs_config_files: vec![ecs_config(
+            "# ECS_LOGLEVEL=debug\nECS_RESERVED_MEMORY = 64\nECS_DATADIR=\"/srv/ecs\"\nECS_CLUSTER=web # prod\n",
+        )],
+        ..Sources::default()
+    };
     // Quotes stay part of the value, which then is not an absolute path; the trailing
     // "comment" stays part of the cluster name, which then is not a valid name.
     let err = load(&sources).unwrap_err();
@@ -854,11 +856,13 @@ fn unknown_ecs_variables_and_json_keys_warn() {
 
 #[test]
 fn malformed_json_file_is_an_error_naming_the_file() {
-    let mut sources = Sources::default();
-    sources.json_file = Some((
-        PathBuf::from("/etc/ecs/ecs.config.json"),
-        "{\"Cluster\": ".into(),
-    ));
+    let sources = Sources {
+        json_file: Some((
+            PathBuf::from("/etc/ecs/ecs.config.json"),
+            "{\"Cluster\": ".into(),
+        )),
+        ..Sources::default()
+    };
     let err = load(&sources).unwrap_err();
     assert_eq!(err.0[0].variable, "ECS_AGENT_CONFIG_FILE_PATH");
     assert!(err.to_string().contains("/etc/ecs/ecs.config.json"));
@@ -928,8 +932,10 @@ mod props {
     proptest! {
         #[test]
         fn loading_arbitrary_ecs_config_text_never_panics(text in "\\PC{0,300}") {
-            let mut sources = Sources::default();
-            sources.ecs_config_files = vec![ecs_config(&text)];
+            let sources = Sources {
+                ecs_config_files: vec![ecs_config(&text)],
+                ..Sources::default()
+            };
             let _ = load(&sources);
         }
 
