@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// A known or desired status. Containers use every step; tasks skip `ResourcesProvisioned`.
 /// Statuses only move forward (the `Ord` is the lifecycle order).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     #[default]

@@ -117,7 +117,9 @@ pub struct PortMapping {
     pub protocol: Option<Protocol>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
@@ -294,7 +296,10 @@ mod tests {
             ..Default::default()
         };
         let shown = format!("{creds:?}");
-        assert!(!shown.contains("SECRETKEY") && !shown.contains("TOKEN"), "{shown}");
+        assert!(
+            !shown.contains("SECRETKEY") && !shown.contains("TOKEN"),
+            "{shown}"
+        );
     }
 
     #[test]
