@@ -15,6 +15,8 @@ pub enum Exit {
     /// A failure a restart cannot cure, such as invalid configuration (5): systemd does not
     /// restart the agent in a loop.
     Terminal,
+    /// `local run`: the essential container's own exit code.
+    Code(u8),
 }
 
 impl Exit {
@@ -25,6 +27,7 @@ impl Exit {
             Exit::Failure => 1,
             Exit::Usage => 2,
             Exit::Terminal => 5,
+            Exit::Code(c) => c,
         }
     }
 }

@@ -4,6 +4,8 @@
 //! the pure `config` loader, and the only place that turns errors into exit codes.
 
 pub mod exit;
+pub mod host;
+pub mod local_run;
 mod logfile;
 pub mod logging;
 
@@ -47,6 +49,27 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Run ECS task definitions on the local Docker, without AWS.
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalAction {
+    /// Run a task definition (register-task-definition JSON or describe-task-definition output)
+    /// until its essential containers exit or Ctrl-C; exits with the essential container's code.
+    Run {
+        /// The task definition file.
+        task_definition: PathBuf,
+        /// Keep the containers after the task stops (they are removed by default).
+        #[arg(long)]
+        keep: bool,
+        /// Cluster name for the containers' com.amazonaws.ecs.cluster label.
+        #[arg(long, default_value = "local")]
+        cluster: String,
     },
 }
 
@@ -137,7 +160,47 @@ pub fn main(cli: Cli) -> Exit {
             Ok(loaded) => run(&loaded),
             Err(exit) => exit,
         },
+        Some(Command::Local {
+            action: LocalAction::Run { ref task_definition, keep, ref cluster },
+        }) => match load_config(&cli) {
+            Ok(mut loaded) => {
+                quiet_logging_for_local_run(&mut loaded);
+                logging::init(&loaded.config);
+                let args = local_run::LocalRunArgs {
+                    task_definition: task_definition.clone(),
+                    keep,
+                    cluster: cluster.clone(),
+                };
+                match async_runtime() {
+                    Ok(rt) => rt.block_on(local_run::run(&loaded.config, &args)),
+                    Err(e) => {
+                        eprintln!("ecs-agent: cannot start the async runtime: {e}");
+                        Exit::Failure
+                    }
+                }
+            }
+            Err(exit) => exit,
+        },
     }
+}
+
+/// `local run` is an interactive command: unless the operator set them, the agent's own log
+/// goes to stderr only, at warn level, so that the progress view stays readable.
+fn quiet_logging_for_local_run(loaded: &mut Loaded) {
+    let set = |var: &str| !matches!(loaded.origins.get(var), None | Some(config::Origin::Default));
+    if !set("ECS_LOGFILE") {
+        loaded.config.log_file.clear();
+    }
+    if !set("ECS_LOGLEVEL") {
+        loaded.config.log_level = config::LogLevel::Warn;
+    }
+}
+
+fn async_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 fn run(loaded: &Loaded) -> Exit {

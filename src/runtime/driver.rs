@@ -1,0 +1,491 @@
+//! The loop that drives the engine: one task owns it (the single writer), feeds it inputs
+//! (requests, command results, Docker events, timer ticks) and carries out its commands
+//! concurrently against Docker. Observers read snapshots through a `watch` channel; state
+//! changes for ECS go out on a channel of [`Change`]s.
+//!
+//! The Docker event stream is filtered by dockerd, reopened when it drops, and every known
+//! container is re-inspected then and every five minutes, to catch what was missed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::create::{create_body, CreateContext, ResolvedPort, VolumeSource};
+use super::docker::DockerRuntime;
+use super::names;
+use crate::engine::{Binding, Change, Command, Engine, Input, Millis, Outcome, TaskState};
+use crate::model::{Status, Task, Volume};
+
+/// How often every known container is re-inspected in steady state.
+const RESYNC_EVERY: Duration = Duration::from_secs(300);
+
+/// Settings of the driver beyond Docker's.
+#[derive(Debug, Clone)]
+pub struct DriverSettings {
+    pub cluster: String,
+    pub disable_privileged: bool,
+}
+
+/// What reaches the driver's loop.
+enum Msg {
+    Input(Input),
+    Resync,
+    Shutdown,
+}
+
+/// A handle to send inputs to a running driver.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl DriverHandle {
+    /// Hands an input to the engine; false if the driver has stopped.
+    pub fn send(&self, input: Input) -> bool {
+        self.tx.send(Msg::Input(input)).is_ok()
+    }
+
+    /// Ends the driver's loop; commands under way finish on their own.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Shutdown);
+    }
+}
+
+/// Snapshot of every task, published after each input.
+pub type Snapshot = Arc<Vec<TaskState>>;
+
+/// The driver: owns the engine and the Docker runtime.
+pub struct Driver {
+    engine: Engine,
+    docker: DockerRuntime,
+    settings: DriverSettings,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    changes: mpsc::UnboundedSender<Change>,
+    snapshot: watch::Sender<Snapshot>,
+    wake: Option<Instant>,
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+impl Driver {
+    /// A driver plus the receiving ends: state changes and snapshots.
+    pub fn new(
+        engine: Engine,
+        docker: DockerRuntime,
+        settings: DriverSettings,
+    ) -> (
+        Self,
+        DriverHandle,
+        mpsc::UnboundedReceiver<Change>,
+        watch::Receiver<Snapshot>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        let (snapshot, snapshot_rx) = watch::channel(Arc::new(Vec::new()));
+        let handle = DriverHandle { tx: tx.clone() };
+        let driver = Driver {
+            engine,
+            docker,
+            settings,
+            tx,
+            rx,
+            changes,
+            snapshot,
+            wake: None,
+        };
+        (driver, handle, changes_rx, snapshot_rx)
+    }
+
+    /// Runs until [`DriverHandle::shutdown`].
+    pub async fn run(mut self) {
+        let watcher = tokio::spawn(watch_events(self.docker.clone(), self.tx.clone()));
+        let mut resync = tokio::time::interval(RESYNC_EVERY);
+        resync.tick().await;
+        loop {
+            let wake = self.wake;
+            let msg = tokio::select! {
+                m = self.rx.recv() => match m { Some(m) => m, None => break },
+                _ = sleep_until(wake) => { self.wake = None; Msg::Input(Input::Tick) }
+                _ = resync.tick() => Msg::Resync,
+            };
+            match msg {
+                Msg::Input(input) => self.handle(input),
+                Msg::Resync => self.resync(),
+                Msg::Shutdown => break,
+            }
+        }
+        watcher.abort();
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = now_millis();
+        for cmd in self.engine.handle(now, input) {
+            self.dispatch(now, cmd);
+        }
+        let tasks: Vec<TaskState> = self.engine.tasks().cloned().collect();
+        self.snapshot.send_replace(Arc::new(tasks));
+    }
+
+    /// Re-inspects every container the engine believes created or running.
+    fn resync(&self) {
+        for t in self.engine.tasks() {
+            for c in &t.containers {
+                let (Some(id), Status::Created | Status::Running) = (&c.docker_id, c.known) else {
+                    continue;
+                };
+                let (docker, tx, id) = (self.docker.clone(), self.tx.clone(), id.clone());
+                tokio::spawn(async move {
+                    if let Some(event) = docker.inspect_event(&id).await {
+                        let _ = tx.send(Msg::Input(Input::Docker {
+                            docker_id: id,
+                            event,
+                        }));
+                    }
+                });
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Millis, cmd: Command) {
+        match cmd {
+            Command::Report(change) => {
+                let _ = self.changes.send(change);
+            }
+            Command::WakeAt(at) => {
+                self.wake = Some(Instant::now() + Duration::from_millis(at.saturating_sub(now)));
+            }
+            Command::TaskRemoved { task_arn } => {
+                tracing::info!(task = %task_arn, "task cleaned up");
+            }
+            Command::Pull {
+                task_arn,
+                container,
+                image,
+            } => {
+                let docker = self.docker.clone();
+                self.spawn_result(
+                    task_arn,
+                    container,
+                    async move { docker.pull(&image).await },
+                );
+            }
+            Command::Create {
+                task_arn,
+                container,
+                ..
+            } => self.create(task_arn, container),
+            Command::Start {
+                task_arn,
+                container,
+                docker_id,
+            } => {
+                let docker = self.docker.clone();
+                self.spawn_result(task_arn, container, async move {
+                    docker.start(&docker_id).await
+                });
+            }
+            Command::Stop {
+                task_arn,
+                container,
+                docker_id,
+                timeout,
+            } => {
+                let docker = self.docker.clone();
+                self.spawn_result(task_arn, container, async move {
+                    docker.stop(&docker_id, timeout).await
+                });
+            }
+            Command::Remove {
+                task_arn,
+                container,
+                docker_id,
+            } => {
+                let docker = self.docker.clone();
+                let volumes = self.task_scoped_volumes(&task_arn);
+                self.spawn_result(task_arn, container, async move {
+                    let outcome = docker.remove(&docker_id).await;
+                    for v in volumes {
+                        docker.remove_volume(&v).await;
+                    }
+                    outcome
+                });
+            }
+        }
+    }
+
+    fn spawn_result<F>(&self, task_arn: String, container: String, work: F)
+    where
+        F: std::future::Future<Output = Outcome> + Send + 'static,
+    {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let outcome = work.await;
+            let _ = tx.send(Msg::Input(Input::Result {
+                task_arn,
+                container,
+                outcome,
+            }));
+        });
+    }
+
+    /// Task-scoped volumes of a task whose containers are all removed (or being removed).
+    fn task_scoped_volumes(&self, arn: &str) -> Vec<String> {
+        let Some(t) = self.engine.task(arn) else {
+            return Vec::new();
+        };
+        let last = t
+            .containers
+            .iter()
+            .filter(|c| c.docker_id.is_some() && !c.removed)
+            .count()
+            <= 1;
+        if !last {
+            return Vec::new();
+        }
+        t.task
+            .volumes
+            .iter()
+            .filter_map(|v| match volume_source(&t.task, v) {
+                Ok((VolumeSource::DockerVolume(name), Some(_))) if !is_shared(v) => Some(name),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn create(&self, task_arn: String, container: String) {
+        let Some(t) = self.engine.task(&task_arn) else {
+            return;
+        };
+        let Some(i) = t.container_by_name(&container) else {
+            return;
+        };
+        let task = t.task.clone();
+        let state = t.containers[i].clone();
+        let peer_names: BTreeMap<String, String> = t
+            .containers
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    names::docker_container_name(
+                        &task.family,
+                        &task.version,
+                        &c.name,
+                        &c.name_suffix,
+                    ),
+                )
+            })
+            .collect();
+        let docker = self.docker.clone();
+        let settings = self.settings.clone();
+        self.spawn_result(task_arn, container, async move {
+            let model = &task.containers[i];
+            let mut volumes = BTreeMap::new();
+            for v in &task.volumes {
+                match prepare_volume(&docker, &task, v).await {
+                    Ok(source) => {
+                        volumes.insert(v.name.clone(), source);
+                    }
+                    Err(reason) => return Outcome::CreateFailed { reason },
+                }
+            }
+            let ports: Vec<ResolvedPort> = state
+                .bindings
+                .iter()
+                .zip(model.port_mappings.iter().flatten())
+                .map(|(b, pm)| resolved(b, pm.container_port_range.is_some()))
+                .collect();
+            let env = BTreeMap::new();
+            let ctx = CreateContext {
+                cluster: &settings.cluster,
+                host_ports: &ports,
+                peer_names: &peer_names,
+                volumes: &volumes,
+                cgroup_parent: None,
+                disable_privileged: settings.disable_privileged,
+                extra_env: &env,
+                log_config_override: None,
+            };
+            match create_body(&task, model, &ctx) {
+                Ok(body) => docker.create(&peer_names[&model.name], body).await,
+                Err(e) => Outcome::CreateFailed {
+                    reason: e.to_string(),
+                },
+            }
+        });
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Follows Docker's event stream, reopening it when it drops; after a reopen every container
+/// is re-inspected, since events may have been missed.
+async fn watch_events(docker: DockerRuntime, tx: mpsc::UnboundedSender<Msg>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        {
+            let mut events = Box::pin(docker.events());
+            while let Some(item) = events.next().await {
+                match item {
+                    Ok((docker_id, event)) => {
+                        backoff = Duration::from_millis(250);
+                        if tx
+                            .send(Msg::Input(Input::Docker { docker_id, event }))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "docker event stream failed");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        if tx.send(Msg::Resync).is_err() {
+            return;
+        }
+    }
+}
+
+fn resolved(b: &Binding, is_range: bool) -> ResolvedPort {
+    if is_range {
+        ResolvedPort {
+            container_port: None,
+            container_port_range: Some(b.container),
+            host_port: None,
+            host_port_range: Some(b.host),
+            protocol: b.protocol,
+        }
+    } else {
+        ResolvedPort {
+            container_port: Some(b.container.0),
+            container_port_range: None,
+            host_port: Some(b.host.0),
+            host_port_range: None,
+            protocol: b.protocol,
+        }
+    }
+}
+
+fn is_shared(v: &Volume) -> bool {
+    v.docker_volume_configuration
+        .as_ref()
+        .and_then(|d| d.scope.as_deref())
+        == Some("shared")
+}
+
+/// Docker name of a task-scoped volume.
+fn task_volume_name(task: &Task, volume: &str) -> String {
+    let clean = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .collect::<String>()
+    };
+    format!(
+        "ecs-{}-{}-{}-{}",
+        clean(&task.family),
+        clean(&task.version),
+        clean(volume),
+        clean(task.id())
+    )
+}
+
+/// What a task volume resolves to, and the create request when it is a Docker volume to make.
+fn volume_source(
+    task: &Task,
+    v: &Volume,
+) -> Result<(VolumeSource, Option<bollard::models::VolumeCreateRequest>), String> {
+    let kind = v
+        .kind
+        .as_deref()
+        .unwrap_or(if v.docker_volume_configuration.is_some() {
+            "docker"
+        } else {
+            "host"
+        });
+    match kind {
+        "host" => match v
+            .host
+            .as_ref()
+            .and_then(|h| h.source_path.as_deref())
+            .filter(|p| !p.is_empty())
+        {
+            Some(path) => Ok((VolumeSource::HostPath(path.to_owned()), None)),
+            None => {
+                let name = task_volume_name(task, &v.name);
+                let request = bollard::models::VolumeCreateRequest {
+                    name: Some(name.clone()),
+                    driver: Some("local".into()),
+                    ..Default::default()
+                };
+                Ok((VolumeSource::DockerVolume(name), Some(request)))
+            }
+        },
+        "docker" => {
+            let d = v.docker_volume_configuration.clone().unwrap_or_default();
+            let shared = d.scope.as_deref() == Some("shared");
+            let name = if shared {
+                v.name.clone()
+            } else {
+                task_volume_name(task, &v.name)
+            };
+            let request = bollard::models::VolumeCreateRequest {
+                name: Some(name.clone()),
+                driver: Some(d.driver.unwrap_or_else(|| "local".into())),
+                driver_opts: d.driver_opts.map(|m| m.into_iter().collect()),
+                labels: d.labels.map(|m| m.into_iter().collect()),
+                ..Default::default()
+            };
+            let make = !shared || d.autoprovision.unwrap_or(false);
+            Ok((VolumeSource::DockerVolume(name), make.then_some(request)))
+        }
+        other => Err(format!(
+            "ResourceInitializationError: volume {} of type {other} is not supported yet",
+            v.name
+        )),
+    }
+}
+
+async fn prepare_volume(
+    docker: &DockerRuntime,
+    task: &Task,
+    v: &Volume,
+) -> Result<VolumeSource, String> {
+    let (source, request) = volume_source(task, v)?;
+    match (request, &source) {
+        (Some(request), _) => docker.ensure_volume(request).await.map_err(|e| {
+            format!(
+                "ResourceInitializationError: failed to create volume {}: {e}",
+                v.name
+            )
+        })?,
+        (None, VolumeSource::DockerVolume(name)) => {
+            // A shared volume without autoprovision must already exist.
+            if docker.docker.inspect_volume(name).await.is_err() {
+                return Err(format!("ResourceInitializationError: shared volume {name} does not exist and autoprovision is off"));
+            }
+        }
+        _ => {}
+    }
+    Ok(source)
+}

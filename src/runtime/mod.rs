@@ -1,0 +1,10 @@
+//! Drives engine commands against Docker (bollard): the driver loop that owns the engine, the
+//! Docker operations with the agent's policies, create requests and container names.
+
+pub mod create;
+pub mod docker;
+pub mod driver;
+pub mod names;
+
+pub use docker::{DockerRuntime, DockerSettings};
+pub use driver::{Driver, DriverHandle, DriverSettings, Snapshot};
