@@ -16,7 +16,7 @@ use super::{host, Exit};
 use crate::config::Config;
 use crate::engine::{ContainerState, Engine, EngineConfig, Input, TaskState};
 use crate::model::{task_from_definition, Health, LocalRunOptions, Status, Task};
-use crate::runtime::{names, Driver, DockerRuntime, DockerSettings, DriverSettings, Snapshot};
+use crate::runtime::{names, DockerRuntime, DockerSettings, Driver, DriverSettings, Snapshot};
 
 /// Options of `local run`.
 #[derive(Debug, Clone)]
@@ -35,12 +35,18 @@ fn load_task(path: &Path, cluster: &str) -> Result<Task, Exit> {
     })?;
     let opts = LocalRunOptions {
         cluster: cluster.to_owned(),
-        task_id: format!("{:032x}", crate::runtime::driver::now_millis() as u128 * 0x9e37_79b9_7f4a_7c15),
+        task_id: format!(
+            "{:032x}",
+            crate::runtime::driver::now_millis() as u128 * 0x9e37_79b9_7f4a_7c15
+        ),
         region: "local".to_owned(),
         account_id: "000000000000".to_owned(),
     };
     task_from_definition(&text, &opts).map_err(|errors| {
-        eprintln!("ecs-agent: {} is not a valid task definition:\n{errors}", path.display());
+        eprintln!(
+            "ecs-agent: {} is not a valid task definition:\n{errors}",
+            path.display()
+        );
         Exit::Usage
     })
 }
@@ -49,7 +55,11 @@ fn engine_config(config: &Config, keep: bool) -> EngineConfig {
     EngineConfig {
         stop_timeout: config.container_stop_timeout,
         pull_upfront: config.pull_dependent_containers_upfront,
-        cleanup_wait: if keep { Duration::from_secs(365 * 24 * 3600) } else { Duration::ZERO },
+        cleanup_wait: if keep {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            Duration::ZERO
+        },
         cleanup_jitter: Duration::ZERO,
         stop_retry: Duration::from_secs(5),
         capacity: host::capacity(config),
@@ -69,7 +79,10 @@ pub fn docker_settings(config: &Config) -> DockerSettings {
 
 /// Connects to Docker at `DOCKER_HOST` and negotiates the API version.
 pub async fn connect_docker(config: &Config) -> Result<bollard::Docker, String> {
-    let path = config.docker_host.strip_prefix("unix://").unwrap_or(&config.docker_host);
+    let path = config
+        .docker_host
+        .strip_prefix("unix://")
+        .unwrap_or(&config.docker_host);
     let docker = bollard::Docker::connect_with_unix(path, 600, bollard::API_DEFAULT_VERSION)
         .map_err(|e| format!("cannot connect to Docker at {}: {e}", config.docker_host))?;
     docker
@@ -94,11 +107,19 @@ pub async fn run(config: &Config, args: &LocalRunArgs) -> Exit {
     let seed = crate::runtime::driver::now_millis() ^ u64::from(std::process::id()) << 32;
     let engine = Engine::new(engine_config(config, args.keep), seed);
     let runtime = DockerRuntime::new(docker.clone(), docker_settings(config));
-    let settings = DriverSettings { cluster: args.cluster.clone(), disable_privileged: config.disable_privileged };
+    let settings = DriverSettings {
+        cluster: args.cluster.clone(),
+        disable_privileged: config.disable_privileged,
+    };
     let (driver, handle, _changes, mut snapshots) = Driver::new(engine, runtime, settings);
     let driver_task = tokio::spawn(driver.run());
     let arn = task.arn.clone();
-    println!("ecs-agent local run: task {} revision {} ({})", task.family, task.version, task.id());
+    println!(
+        "ecs-agent local run: task {} revision {} ({})",
+        task.family,
+        task.version,
+        task.id()
+    );
     handle.send(Input::AddTask(Box::new(task.clone())));
 
     let mut view = View::new(docker, task);
@@ -214,34 +235,63 @@ impl View {
         if t.known == Status::Stopped && !self.seen_stopped {
             self.seen_stopped = true;
             self.reason = t.reason.clone();
-            println!("task stopped{}", t.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default());
+            println!(
+                "task stopped{}",
+                t.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
         }
     }
 
     fn show_container(&mut self, c: &ContainerState) {
-        let now = Shown { known: c.known, in_flight: c.in_flight, health: c.health };
-        let before = self.shown.insert(c.name.clone(), now.clone()).unwrap_or_default();
+        let now = Shown {
+            known: c.known,
+            in_flight: c.in_flight,
+            health: c.health,
+        };
+        let before = self
+            .shown
+            .insert(c.name.clone(), now.clone())
+            .unwrap_or_default();
         if before == now {
             return;
         }
         let line = match (now.in_flight, now.known) {
-            (_, Status::Stopped) if before.known != Status::Stopped => Some(match (c.exit_code, &c.reason) {
-                (Some(code), _) => format!("exited with code {code}"),
-                (None, Some(r)) => format!("stopped: {r}"),
-                (None, None) => "stopped".to_owned(),
-            }),
-            (Some(Status::Pulled), _) if before.in_flight != now.in_flight => Some(format!("pulling {}", c.image)),
-            (Some(Status::Stopped), known) if known < Status::Stopped && before.in_flight != now.in_flight => {
+            (_, Status::Stopped) if before.known != Status::Stopped => {
+                Some(match (c.exit_code, &c.reason) {
+                    (Some(code), _) => format!("exited with code {code}"),
+                    (None, Some(r)) => format!("stopped: {r}"),
+                    (None, None) => "stopped".to_owned(),
+                })
+            }
+            (Some(Status::Pulled), _) if before.in_flight != now.in_flight => {
+                Some(format!("pulling {}", c.image))
+            }
+            (Some(Status::Stopped), known)
+                if known < Status::Stopped && before.in_flight != now.in_flight =>
+            {
                 Some("stopping".to_owned())
             }
             (_, Status::Created) if before.known < Status::Created => {
-                let name = names::docker_container_name(&self.task.family, &self.task.version, &c.name, &c.name_suffix);
+                let name = names::docker_container_name(
+                    &self.task.family,
+                    &self.task.version,
+                    &c.name,
+                    &c.name_suffix,
+                );
                 Some(format!("created {name}"))
             }
             (_, Status::Running) if before.known < Status::Running => Some(running_line(c)),
-            _ if before.health != now.health && now.health != Health::Unknown => {
-                Some(format!("{}", if now.health == Health::Healthy { "healthy" } else { "unhealthy" }))
-            }
+            _ if before.health != now.health && now.health != Health::Unknown => Some(
+                if now.health == Health::Healthy {
+                    "healthy"
+                } else {
+                    "unhealthy"
+                }
+                .to_owned(),
+            ),
             _ => None,
         };
         if let Some(line) = line {
@@ -250,15 +300,26 @@ impl View {
     }
 
     fn follow_logs(&mut self, c: &ContainerState) {
-        let Some(id) = c.docker_id.clone() else { return };
+        let Some(id) = c.docker_id.clone() else {
+            return;
+        };
         self.following.insert(c.name.clone(), true);
         let docker = self.docker.clone();
         let name = c.name.clone();
         self.logs.push(tokio::spawn(async move {
-            let options = LogsOptionsBuilder::default().follow(true).stdout(true).stderr(true).build();
+            let options = LogsOptionsBuilder::default()
+                .follow(true)
+                .stdout(true)
+                .stderr(true)
+                .build();
             let mut stream = docker.logs(&id, Some(options));
             while let Some(Ok(item)) = stream.next().await {
-                let (LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) = item else { continue };
+                let (LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message }) = item
+                else {
+                    continue;
+                };
                 for line in String::from_utf8_lossy(&message).lines() {
                     println!("{name} | {line}");
                 }
@@ -267,7 +328,9 @@ impl View {
     }
 
     fn removed_all(&self, t: &TaskState) -> bool {
-        t.containers.iter().all(|c| c.docker_id.is_none() || c.removed)
+        t.containers
+            .iter()
+            .all(|c| c.docker_id.is_none() || c.removed)
     }
 
     /// Lets the log streams print what is left (they end when their container does).
@@ -297,7 +360,13 @@ fn running_line(c: &ContainerState) -> String {
         .bindings
         .iter()
         .map(|b| {
-            let side = |(a, z): (u16, u16)| if a == z { a.to_string() } else { format!("{a}-{z}") };
+            let side = |(a, z): (u16, u16)| {
+                if a == z {
+                    a.to_string()
+                } else {
+                    format!("{a}-{z}")
+                }
+            };
             format!("{}->{}/{}", side(b.host), side(b.container), b.protocol)
         })
         .collect();

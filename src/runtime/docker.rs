@@ -259,7 +259,7 @@ impl DockerRuntime {
                     let health = state
                         .health
                         .and_then(|h| h.status)
-                        .map(|s| health_of(&s.to_string()));
+                        .map(|s| health_of(s.as_ref()));
                     Some(DockerEvent::Health(health.unwrap_or(Health::Unknown)))
                 } else if state
                     .started_at

@@ -479,11 +479,13 @@ async fn prepare_volume(
                 v.name
             )
         })?,
-        (None, VolumeSource::DockerVolume(name)) => {
-            // A shared volume without autoprovision must already exist.
-            if docker.docker.inspect_volume(name).await.is_err() {
-                return Err(format!("ResourceInitializationError: shared volume {name} does not exist and autoprovision is off"));
-            }
+        // A shared volume without autoprovision must already exist.
+        (None, VolumeSource::DockerVolume(name))
+            if docker.docker.inspect_volume(name).await.is_err() =>
+        {
+            return Err(format!(
+                "ResourceInitializationError: shared volume {name} does not exist and autoprovision is off"
+            ));
         }
         _ => {}
     }

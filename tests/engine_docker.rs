@@ -1,0 +1,504 @@
+//! The engine and runtime driving the real dockerd: dependency order from Docker's own
+//! timestamps, health checks, essential and non-essential exits, ports over HTTP, stop timeouts,
+//! pull failures, volumes and fair resource admission.
+//!
+//! Each test labels its containers with its own cluster name and removes them at the end.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::Docker;
+use ecs_agent::config::ImagePullBehavior;
+use ecs_agent::engine::{Change, Engine, EngineConfig, HostCapacity, Input, TaskState};
+use ecs_agent::model::{task_from_definition, LocalRunOptions, Status, Task};
+use ecs_agent::runtime::{
+    names, DockerRuntime, DockerSettings, Driver, DriverHandle, DriverSettings, Snapshot,
+};
+use tokio::sync::{mpsc, watch};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Harness {
+    cluster: String,
+    docker: Docker,
+    handle: DriverHandle,
+    changes: mpsc::UnboundedReceiver<Change>,
+    snapshots: watch::Receiver<Snapshot>,
+    reported: Vec<Change>,
+}
+
+impl Harness {
+    async fn new(prefix: &str, memory_mib: u64, pull_behavior: ImagePullBehavior) -> Self {
+        let docker = support::env::docker().await;
+        let cluster = support::env::unique_name(prefix);
+        let cfg = EngineConfig {
+            stop_timeout: Duration::from_secs(10),
+            pull_upfront: false,
+            cleanup_wait: Duration::from_secs(3600),
+            cleanup_jitter: Duration::ZERO,
+            stop_retry: Duration::from_secs(1),
+            capacity: HostCapacity {
+                cpu: 4096,
+                memory_mib,
+                reserved_tcp: [22].into(),
+                reserved_udp: BTreeSet::new(),
+                dynamic_ports: (41000, 41999),
+            },
+        };
+        let settings = DockerSettings {
+            pull_behavior,
+            pull_timeout: Duration::from_secs(60),
+            create_timeout: Duration::from_secs(60),
+            start_timeout: Duration::from_secs(60),
+            max_concurrent_pulls: 2,
+        };
+        let runtime = DockerRuntime::new(docker.clone(), settings);
+        let driver_settings = DriverSettings {
+            cluster: cluster.clone(),
+            disable_privileged: false,
+        };
+        let (driver, handle, changes, snapshots) =
+            Driver::new(Engine::new(cfg, 1234), runtime, driver_settings);
+        tokio::spawn(driver.run());
+        Harness {
+            cluster,
+            docker,
+            handle,
+            changes,
+            snapshots,
+            reported: Vec::new(),
+        }
+    }
+
+    fn task(&self, json: &str) -> Task {
+        let opts = LocalRunOptions {
+            cluster: self.cluster.clone(),
+            task_id: support::env::unique_name("task"),
+            region: "us-west-2".into(),
+            account_id: "123456789012".into(),
+        };
+        task_from_definition(json, &opts)
+            .unwrap_or_else(|e| panic!("bad test task definition: {e}"))
+    }
+
+    fn run(&self, task: &Task) {
+        assert!(self.handle.send(Input::AddTask(Box::new(task.clone()))));
+    }
+
+    fn stop(&self, task: &Task) {
+        assert!(self.handle.send(Input::Desired {
+            task_arn: task.arn.clone(),
+            status: Status::Stopped
+        }));
+    }
+
+    /// Waits until the task's state satisfies `done`, collecting reported changes meanwhile.
+    async fn wait_for(
+        &mut self,
+        task: &Task,
+        what: &str,
+        done: impl Fn(&TaskState) -> bool,
+    ) -> TaskState {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            while let Ok(c) = self.changes.try_recv() {
+                self.reported.push(c);
+            }
+            let snapshot = self.snapshots.borrow_and_update().clone();
+            if let Some(t) = snapshot.iter().find(|t| t.arn() == task.arn) {
+                if done(t) {
+                    return t.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; state: {snapshot:#?}"
+            );
+            let _ =
+                tokio::time::timeout(Duration::from_millis(200), self.snapshots.changed()).await;
+        }
+    }
+
+    async fn stopped(&mut self, task: &Task) -> TaskState {
+        self.wait_for(task, "task STOPPED", |t| t.known == Status::Stopped)
+            .await
+    }
+
+    async fn inspect(
+        &self,
+        t: &TaskState,
+        name: &str,
+    ) -> bollard::models::ContainerInspectResponse {
+        let c = &t.containers[t.container_by_name(name).unwrap()];
+        let id = c
+            .docker_id
+            .as_deref()
+            .unwrap_or_else(|| panic!("{name} has no container"));
+        self.docker.inspect_container(id, None).await.unwrap()
+    }
+
+    /// Removes every container this test's tasks made.
+    async fn cleanup(&self) {
+        let filters = std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={}", names::LABEL_CLUSTER, self.cluster)],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        for c in self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .unwrap_or_default()
+        {
+            let rm = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            let _ = self
+                .docker
+                .remove_container(c.id.as_deref().unwrap_or_default(), Some(rm))
+                .await;
+        }
+        self.handle.shutdown();
+    }
+}
+
+fn image() -> String {
+    support::env::image()
+}
+
+fn timestamp(s: &Option<String>) -> String {
+    s.clone().expect("docker timestamp")
+}
+
+#[tokio::test]
+async fn success_dependency_starts_after_docker_saw_the_dependency_finish() {
+    let mut h = Harness::new(
+        "ecs-enginetest-order",
+        4096,
+        ImagePullBehavior::PreferCached,
+    )
+    .await;
+    let task = h.task(&format!(
+        r#"{{"family":"order","containerDefinitions":[
+        {{"name":"init","image":"{i}","essential":false,"memory":32,"command":["sh","-c","sleep 1; echo done"]}},
+        {{"name":"app","image":"{i}","memory":32,"command":["sh","-c","exit 0"],
+          "dependsOn":[{{"containerName":"init","condition":"SUCCESS"}}]}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    let init = h.inspect(&t, "init").await.state.unwrap();
+    let app = h.inspect(&t, "app").await.state.unwrap();
+    // RFC 3339 timestamps in UTC with the same precision compare as text.
+    assert!(
+        timestamp(&app.started_at) > timestamp(&init.finished_at),
+        "app started {:?} before init finished {:?}",
+        app.started_at,
+        init.finished_at
+    );
+    assert_eq!(init.exit_code, Some(0));
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn healthy_dependency_waits_for_a_real_health_check() {
+    let mut h = Harness::new(
+        "ecs-enginetest-health",
+        4096,
+        ImagePullBehavior::PreferCached,
+    )
+    .await;
+    let task = h.task(&format!(
+        r#"{{"family":"health","containerDefinitions":[
+        {{"name":"db","image":"{i}","memory":32,"command":["sh","-c","sleep 2; touch /tmp/ready; sleep 300"],
+          "healthCheck":{{"command":["CMD-SHELL","test -f /tmp/ready"],"interval":5,"timeout":2,"retries":3}},
+          "stopTimeout":1}},
+        {{"name":"web","image":"{i}","memory":32,"command":["sleep","300"],"stopTimeout":1,
+          "dependsOn":[{{"containerName":"db","condition":"HEALTHY"}}]}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    let t = h
+        .wait_for(&task, "task RUNNING", |t| t.known == Status::Running)
+        .await;
+    let db = h.inspect(&t, "db").await;
+    let web = h.inspect(&t, "web").await;
+    let health = db
+        .state
+        .as_ref()
+        .and_then(|s| s.health.as_ref())
+        .and_then(|h| h.status)
+        .map(|s| s.to_string());
+    assert_eq!(health.as_deref(), Some("healthy"));
+    let db_started = timestamp(&db.state.unwrap().started_at);
+    let web_started = timestamp(&web.state.unwrap().started_at);
+    // db only becomes healthy after its 2 s sleep.
+    assert!(
+        web_started > db_started,
+        "web {web_started} db {db_started}"
+    );
+    let gap = seconds_between(&db_started, &web_started);
+    assert!(
+        gap >= 2.0,
+        "web started {gap}s after db, before db could be healthy"
+    );
+    h.stop(&task);
+    h.stopped(&task).await;
+    h.cleanup().await;
+}
+
+/// Seconds between two RFC 3339 UTC timestamps of the same day.
+fn seconds_between(a: &str, b: &str) -> f64 {
+    let secs = |t: &str| {
+        let time = t.split('T').nth(1).unwrap().trim_end_matches('Z');
+        let mut parts = time.split(':');
+        let h: f64 = parts.next().unwrap().parse().unwrap();
+        let m: f64 = parts.next().unwrap().parse().unwrap();
+        let s: f64 = parts.next().unwrap().parse().unwrap();
+        h * 3600.0 + m * 60.0 + s
+    };
+    secs(b) - secs(a)
+}
+
+#[tokio::test]
+async fn an_essential_exit_stops_the_task_and_its_other_containers() {
+    let mut h = Harness::new(
+        "ecs-enginetest-essential",
+        4096,
+        ImagePullBehavior::PreferCached,
+    )
+    .await;
+    let task = h.task(&format!(
+        r#"{{"family":"essential","containerDefinitions":[
+        {{"name":"app","image":"{i}","memory":32,"command":["sh","-c","sleep 1; exit 3"]}},
+        {{"name":"side","image":"{i}","essential":false,"memory":32,"command":["sleep","300"],"stopTimeout":2}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    assert_eq!(
+        t.reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    let app = &t.containers[t.container_by_name("app").unwrap()];
+    assert_eq!(app.exit_code, Some(3));
+    let side = h.inspect(&t, "side").await.state.unwrap();
+    assert_eq!(side.running, Some(false));
+    let task_changes: Vec<Status> = h
+        .reported
+        .iter()
+        .filter_map(|c| match c {
+            Change::Task(tc) if tc.task_arn == task.arn => Some(tc.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(task_changes, vec![Status::Running, Status::Stopped]);
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_non_essential_exit_leaves_the_task_running() {
+    let mut h = Harness::new(
+        "ecs-enginetest-nonessential",
+        4096,
+        ImagePullBehavior::PreferCached,
+    )
+    .await;
+    let task = h.task(&format!(
+        r#"{{"family":"nonessential","containerDefinitions":[
+        {{"name":"app","image":"{i}","memory":32,"command":["sleep","300"],"stopTimeout":1}},
+        {{"name":"side","image":"{i}","essential":false,"memory":32,"command":["sh","-c","exit 4"]}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    let t = h
+        .wait_for(&task, "side stopped", |t| {
+            t.containers[1].known == Status::Stopped
+        })
+        .await;
+    assert_eq!(t.containers[1].exit_code, Some(4));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = h.wait_for(&task, "still running", |_| true).await;
+    assert_eq!(t.known, Status::Running);
+    assert_eq!(t.containers[0].known, Status::Running);
+    h.stop(&task);
+    h.stopped(&task).await;
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dynamic_host_port_is_reachable_over_http() {
+    let mut h = Harness::new("ecs-enginetest-port", 4096, ImagePullBehavior::PreferCached).await;
+    let task = h.task(&format!(
+        r#"{{"family":"web","containerDefinitions":[
+        {{"name":"web","image":"{i}","memory":32,"stopTimeout":1,
+          "command":["sh","-c","mkdir -p /www && echo hello-from-task > /www/index.html && exec httpd -f -p 8080 -h /www"],
+          "portMappings":[{{"containerPort":8080}}]}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    let t = h
+        .wait_for(&task, "task RUNNING", |t| t.known == Status::Running)
+        .await;
+    let binding = t.containers[0].bindings[0];
+    assert!((41000..=41999).contains(&binding.host.0));
+    let body = http_get(binding.host.0).await;
+    assert!(body.contains("hello-from-task"), "{body}");
+    let reported = h.reported.iter().find_map(|c| match c {
+        Change::Container(cc) if cc.status == Status::Running => Some(cc.bindings.clone()),
+        _ => None,
+    });
+    assert_eq!(reported, Some(vec![binding]), "the bound port is reported");
+    h.stop(&task);
+    h.stopped(&task).await;
+    h.cleanup().await;
+}
+
+async fn http_get(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..50 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await;
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out).await;
+            if out.contains("200") {
+                return out;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing answered on 127.0.0.1:{port}");
+}
+
+#[tokio::test]
+async fn stop_timeouts_send_sigterm_then_sigkill() {
+    let mut h = Harness::new("ecs-enginetest-stop", 4096, ImagePullBehavior::PreferCached).await;
+    let task = h.task(&format!(
+        r#"{{"family":"stop","containerDefinitions":[
+        {{"name":"polite","image":"{i}","memory":32,"stopTimeout":20,
+          "command":["sh","-c","trap 'exit 0' TERM; while true; do sleep 0.1; done"]}},
+        {{"name":"stubborn","image":"{i}","memory":32,"stopTimeout":2,
+          "command":["sh","-c","trap '' TERM; while true; do sleep 0.1; done"]}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    h.wait_for(&task, "task RUNNING", |t| t.known == Status::Running)
+        .await;
+    let began = Instant::now();
+    h.stop(&task);
+    let t = h.stopped(&task).await;
+    let took = began.elapsed();
+    let polite = &t.containers[0];
+    let stubborn = &t.containers[1];
+    assert_eq!(polite.exit_code, Some(0), "SIGTERM handled");
+    assert_eq!(
+        stubborn.exit_code,
+        Some(137),
+        "SIGKILL after the stop timeout"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "stubborn got its 2 s: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "polite did not wait its 20 s: {took:?}"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_missing_image_stops_the_task_with_cannot_pull_container_error() {
+    let mut h = Harness::new("ecs-enginetest-pull", 4096, ImagePullBehavior::Default).await;
+    let image = format!("{}/ecs-agent-test-missing:nope", support::env::registry());
+    let task = h.task(&format!(
+        r#"{{"family":"pull","containerDefinitions":[{{"name":"app","image":"{image}","memory":32}}]}}"#
+    ));
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    let reason = t.reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError: "), "{reason}");
+    assert!(t.containers[0].docker_id.is_none(), "nothing created");
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn task_volumes_are_shared_and_volumes_from_works() {
+    let mut h = Harness::new(
+        "ecs-enginetest-volumes",
+        4096,
+        ImagePullBehavior::PreferCached,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("host.txt"), "from-host").unwrap();
+    let task = h.task(&format!(
+        r#"{{"family":"volumes",
+        "volumes":[{{"name":"scratch"}},{{"name":"hostdir","host":{{"sourcePath":"{p}"}}}}],
+        "containerDefinitions":[
+        {{"name":"writer","image":"{i}","essential":false,"memory":32,
+          "command":["sh","-c","echo shared > /scratch/x && cat /host/host.txt > /scratch/y"],
+          "mountPoints":[{{"sourceVolume":"scratch","containerPath":"/scratch"}},
+                         {{"sourceVolume":"hostdir","containerPath":"/host","readOnly":true}}]}},
+        {{"name":"reader","image":"{i}","memory":32,
+          "command":["sh","-c","test \"$(cat /scratch/x)\" = shared && test \"$(cat /scratch/y)\" = from-host"],
+          "volumesFrom":[{{"sourceContainer":"writer"}}],
+          "dependsOn":[{{"containerName":"writer","condition":"SUCCESS"}}]}}]}}"#,
+        p = dir.path().display(),
+        i = image()
+    ));
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    assert_eq!(t.containers[0].exit_code, Some(0), "writer");
+    assert_eq!(
+        t.containers[1].exit_code,
+        Some(0),
+        "reader saw what writer wrote"
+    );
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_task_waiting_for_memory_does_not_block_a_smaller_one() {
+    let mut h = Harness::new("ecs-enginetest-fair", 300, ImagePullBehavior::PreferCached).await;
+    let sleeper = |name: &str, mib: u32| {
+        format!(
+            r#"{{"family":"{name}","containerDefinitions":[{{"name":"c","image":"{i}","memory":{mib},"stopTimeout":1,"command":["sleep","300"]}}]}}"#,
+            i = image()
+        )
+    };
+    let first = h.task(&sleeper("first", 200));
+    let big = h.task(&sleeper("big", 200));
+    let small = h.task(&sleeper("small", 50));
+    h.run(&first);
+    h.wait_for(&first, "first RUNNING", |t| t.known == Status::Running)
+        .await;
+    h.run(&big);
+    h.run(&small);
+    h.wait_for(&small, "small RUNNING while big waits", |t| {
+        t.known == Status::Running
+    })
+    .await;
+    let big_state = h
+        .wait_for(&big, "big waiting", |t| t.waiting_for.is_some())
+        .await;
+    assert_eq!(big_state.known, Status::None);
+    h.stop(&first);
+    h.stopped(&first).await;
+    h.wait_for(&big, "big RUNNING after first stopped", |t| {
+        t.known == Status::Running
+    })
+    .await;
+    h.stop(&big);
+    h.stop(&small);
+    h.stopped(&big).await;
+    h.stopped(&small).await;
+    h.cleanup().await;
+}
