@@ -48,7 +48,11 @@ pub fn capacity(config: &Config) -> HostCapacity {
         cpu: cores * 1024,
         memory_mib: memory.saturating_sub(u64::from(config.reserved_memory)),
         reserved_tcp: config.reserved_ports.iter().copied().collect(),
-        reserved_udp: config.reserved_ports_udp.iter().copied().collect::<BTreeSet<u16>>(),
+        reserved_udp: config
+            .reserved_ports_udp
+            .iter()
+            .copied()
+            .collect::<BTreeSet<u16>>(),
         dynamic_ports: dynamic,
     }
 }
@@ -59,7 +63,10 @@ mod tests {
 
     #[test]
     fn meminfo_and_port_range_parse() {
-        assert_eq!(parse_meminfo("MemTotal:       24576000 kB\nMemFree: 1 kB\n"), Some(24000));
+        assert_eq!(
+            parse_meminfo("MemTotal:       24576000 kB\nMemFree: 1 kB\n"),
+            Some(24000)
+        );
         assert_eq!(parse_range("32768\t60999\n"), Some((32768, 60999)));
         assert_eq!(parse_range("junk"), None);
     }

@@ -161,7 +161,12 @@ pub fn main(cli: Cli) -> Exit {
             Err(exit) => exit,
         },
         Some(Command::Local {
-            action: LocalAction::Run { ref task_definition, keep, ref cluster },
+            action:
+                LocalAction::Run {
+                    ref task_definition,
+                    keep,
+                    ref cluster,
+                },
         }) => match load_config(&cli) {
             Ok(mut loaded) => {
                 quiet_logging_for_local_run(&mut loaded);
@@ -187,7 +192,12 @@ pub fn main(cli: Cli) -> Exit {
 /// `local run` is an interactive command: unless the operator set them, the agent's own log
 /// goes to stderr only, at warn level, so that the progress view stays readable.
 fn quiet_logging_for_local_run(loaded: &mut Loaded) {
-    let set = |var: &str| !matches!(loaded.origins.get(var), None | Some(config::Origin::Default));
+    let set = |var: &str| {
+        !matches!(
+            loaded.origins.get(var),
+            None | Some(config::Origin::Default)
+        )
+    };
     if !set("ECS_LOGFILE") {
         loaded.config.log_file.clear();
     }
