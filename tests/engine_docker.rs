@@ -502,3 +502,49 @@ async fn a_task_waiting_for_memory_does_not_block_a_smaller_one() {
     h.stopped(&small).await;
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_restart_policy_restarts_a_container_in_place_on_docker() {
+    let mut h = Harness::new(
+        "ecs-enginetest-restart",
+        4096,
+        ImagePullBehavior::PreferCached,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = h.task(&format!(
+        r#"{{"family":"restart","volumes":[{{"name":"runs","host":{{"sourcePath":"{p}"}}}}],
+        "containerDefinitions":[{{"name":"app","image":"{i}","memory":32,"stopTimeout":1,
+          "command":["sh","-c","echo run >> /runs/log; sleep 1.2; exit 1"],
+          "mountPoints":[{{"sourceVolume":"runs","containerPath":"/runs"}}],
+          "restartPolicy":{{"enabled":true,"restartAttemptPeriod":60}}}}]}}"#,
+        p = dir.path().display(),
+        i = image()
+    ));
+    // ECS does not accept periods under 60 s; ACS delivers what it is given, so shorten it here.
+    task.containers[0]
+        .restart_policy
+        .as_mut()
+        .unwrap()
+        .restart_attempt_period = Some(1);
+    h.run(&task);
+    let t = h
+        .wait_for(&task, "two restarts", |t| {
+            t.containers[0].restart_count >= 2
+        })
+        .await;
+    assert_eq!(t.known, Status::Running, "restarts keep the task running");
+    let id_before = t.containers[0].docker_id.clone();
+    let runs = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(
+        runs.lines().count() >= 2,
+        "the same container ran again: {runs:?}"
+    );
+    h.stop(&task);
+    let t = h.stopped(&task).await;
+    assert_eq!(
+        t.containers[0].docker_id, id_before,
+        "restarted in place, not recreated"
+    );
+    h.cleanup().await;
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::deps::{self, Resolution};
 use super::resources::{self, Shortfall};
-use super::state::{ContainerState, TaskState};
+use super::state::{ContainerState, RestartRule, TaskState};
 use super::{Change, Command, ContainerChange, DockerEvent, Engine, Millis, Outcome, TaskChange};
 use crate::model::{Status, Task};
 
@@ -81,6 +81,9 @@ impl Engine {
                 start_timeout: secs(c.start_timeout),
                 deps: Vec::new(),
                 reported: Status::None,
+                restart: c.restart_policy.as_ref().and_then(RestartRule::of),
+                restart_pending: false,
+                restart_count: 0,
             })
             .collect();
         TaskState {
@@ -168,6 +171,14 @@ impl Engine {
         let c = &mut t.containers[i];
         match event {
             DockerEvent::Started => mark_started(c, now),
+            DockerEvent::Died { exit_code }
+                if c.in_flight.is_none()
+                    && !c.restart_pending
+                    && c.restarts_after(exit_code, now) =>
+            {
+                c.restart_pending = true;
+                c.exit_code = exit_code;
+            }
             DockerEvent::Died { exit_code } => {
                 if c.known < Status::Stopped && c.exit_code.is_none() {
                     c.exit_code = exit_code;
@@ -382,6 +393,9 @@ fn step_container(
     cfg: &super::EngineConfig,
     out: &mut Vec<Command>,
 ) -> bool {
+    if restart(t, i, now, out) {
+        return true;
+    }
     let c = &t.containers[i];
     if c.in_flight.is_some() || c.known >= c.desired || c.retry_at.is_some_and(|at| at > now) {
         return false;
@@ -431,6 +445,29 @@ fn step_container(
             container,
             docker_id: c.docker_id.clone().unwrap_or_default(),
         },
+    });
+    true
+}
+
+/// Starts again in place a container whose exit its restart policy covers.
+fn restart(t: &mut TaskState, i: usize, now: Millis, out: &mut Vec<Command>) -> bool {
+    let arn = t.task.arn.clone();
+    let c = &mut t.containers[i];
+    if !c.restart_pending || c.in_flight.is_some() {
+        return false;
+    }
+    c.restart_pending = false;
+    if c.desired != Status::Running {
+        // Asked to stop meanwhile: the exit stands.
+        return c.advance(Status::Stopped);
+    }
+    c.restart_count += 1;
+    c.started_at = Some(now);
+    c.in_flight = Some(Status::Running);
+    out.push(Command::Start {
+        task_arn: arn,
+        container: c.name.clone(),
+        docker_id: c.docker_id.clone().unwrap_or_default(),
     });
     true
 }

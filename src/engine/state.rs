@@ -38,9 +38,58 @@ pub struct ContainerState {
     pub deps: Vec<Dependency>,
     /// Last status reported for this container.
     pub reported: Status,
+    /// The container's restart policy, when enabled.
+    pub restart: Option<RestartRule>,
+    /// An exit was seen that the restart policy restarts: a start is due.
+    pub restart_pending: bool,
+    /// How many times the restart policy restarted the container.
+    pub restart_count: u32,
+}
+
+/// When an exited container is started again in place (`restartPolicy`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartRule {
+    /// Exit codes that do not cause a restart.
+    pub ignored_exit_codes: Vec<i64>,
+    /// The container must have run this long since its last start to be restarted.
+    pub attempt_period: Duration,
+}
+
+/// ECS's default `restartAttemptPeriod`.
+pub const DEFAULT_RESTART_ATTEMPT_PERIOD: Duration = Duration::from_secs(300);
+
+impl RestartRule {
+    /// The rule of an enabled policy.
+    pub fn of(policy: &crate::model::task::RestartPolicy) -> Option<Self> {
+        if policy.enabled != Some(true) {
+            return None;
+        }
+        Some(RestartRule {
+            ignored_exit_codes: policy.ignored_exit_codes.clone().unwrap_or_default(),
+            attempt_period: policy
+                .restart_attempt_period
+                .filter(|&s| s >= 0)
+                .map_or(DEFAULT_RESTART_ATTEMPT_PERIOD, |s| {
+                    Duration::from_secs(s as u64)
+                }),
+        })
+    }
 }
 
 impl ContainerState {
+    /// Whether an exit with `exit_code` at `now` restarts the container in place.
+    pub(super) fn restarts_after(&self, exit_code: Option<i64>, now: Millis) -> bool {
+        let Some(rule) = &self.restart else {
+            return false;
+        };
+        let code_ignored = exit_code.is_some_and(|c| rule.ignored_exit_codes.contains(&c));
+        let ran_for = self.started_at.map_or(0, |s| now.saturating_sub(s));
+        self.desired == Status::Running
+            && self.known == Status::Running
+            && !code_ignored
+            && u128::from(ran_for) >= rule.attempt_period.as_millis()
+    }
+
     pub(super) fn progress(&self, now: Millis) -> Progress {
         Progress {
             known: self.known,

@@ -485,6 +485,73 @@ fn container_names_get_distinct_twenty_hex_suffixes() {
     assert_ne!(a, b);
 }
 
+fn with_restart(mut c: Container, period: i64, ignored: Vec<i64>) -> Container {
+    c.restart_policy = Some(crate::model::task::RestartPolicy {
+        enabled: Some(true),
+        ignored_exit_codes: Some(ignored),
+        restart_attempt_period: Some(period),
+    });
+    c
+}
+
+#[test]
+fn the_restart_policy_restarts_an_exited_container_in_place() {
+    let mut sim = Sim::new(1024);
+    sim.input(Input::AddTask(Box::new(task(
+        "t1",
+        vec![with_restart(container("app"), 60, vec![0])],
+    ))));
+    let starts = |sim: &Sim| {
+        sim.log
+            .iter()
+            .filter(|c| matches!(c, Command::Start { .. }))
+            .count()
+    };
+    assert_eq!(starts(&sim), 1);
+    sim.now += 61_000;
+    sim.die("t1", "app", 1);
+    assert_eq!(starts(&sim), 2, "restarted");
+    assert_eq!(sim.known("t1", "app"), Status::Running);
+    assert_eq!(
+        sim.task_known("t1"),
+        Status::Running,
+        "the task keeps running"
+    );
+    assert_eq!(
+        sim.engine.task("t1").unwrap().containers[0].restart_count,
+        1
+    );
+    // An exit before the attempt period has passed since the restart stops it for good.
+    sim.now += 10_000;
+    sim.die("t1", "app", 1);
+    assert_eq!(starts(&sim), 2);
+    assert_eq!(sim.task_known("t1"), Status::Stopped);
+}
+
+#[test]
+fn the_restart_policy_ignores_its_ignored_exit_codes() {
+    let mut sim = Sim::new(1024);
+    sim.input(Input::AddTask(Box::new(task(
+        "t1",
+        vec![with_restart(container("app"), 0, vec![0])],
+    ))));
+    sim.die("t1", "app", 0);
+    assert_eq!(sim.task_known("t1"), Status::Stopped);
+    assert_eq!(
+        sim.engine.task("t1").unwrap().containers[0].restart_count,
+        0
+    );
+}
+
+#[test]
+fn a_container_without_restart_policy_is_not_restarted() {
+    let mut sim = Sim::new(1024);
+    sim.input(Input::AddTask(Box::new(task("t1", vec![container("app")]))));
+    sim.now += 1_000_000;
+    sim.die("t1", "app", 1);
+    assert_eq!(sim.task_known("t1"), Status::Stopped);
+}
+
 // ---- Property tests: random interleavings of Docker outcomes and events ----
 
 #[derive(Debug, Clone)]
