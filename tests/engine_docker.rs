@@ -14,6 +14,7 @@ use bollard::Docker;
 use ecs_agent::config::ImagePullBehavior;
 use ecs_agent::engine::{Change, Engine, EngineConfig, HostCapacity, Input, TaskState};
 use ecs_agent::model::{task_from_definition, LocalRunOptions, Status, Task};
+use ecs_agent::runtime::cgroup::CgroupSettings;
 use ecs_agent::runtime::{
     names, DockerRuntime, DockerSettings, Driver, DriverHandle, DriverSettings, Snapshot,
 };
@@ -32,6 +33,15 @@ struct Harness {
 
 impl Harness {
     async fn new(prefix: &str, memory_mib: u64, pull_behavior: ImagePullBehavior) -> Self {
+        Self::build(prefix, memory_mib, pull_behavior, None).await
+    }
+
+    async fn build(
+        prefix: &str,
+        memory_mib: u64,
+        pull_behavior: ImagePullBehavior,
+        cgroups: Option<CgroupSettings>,
+    ) -> Self {
         let docker = support::env::docker().await;
         let cluster = support::env::unique_name(prefix);
         let cfg = EngineConfig {
@@ -62,6 +72,10 @@ impl Harness {
         };
         let (driver, handle, changes, snapshots) =
             Driver::new(Engine::new(cfg, 1234), runtime, driver_settings);
+        let driver = match cgroups {
+            Some(cg) => driver.with_task_cgroups(cg),
+            None => driver,
+        };
         tokio::spawn(driver.run());
         Harness {
             cluster,
@@ -547,4 +561,62 @@ async fn the_restart_policy_restarts_a_container_in_place_on_docker() {
         "restarted in place, not recreated"
     );
     h.cleanup().await;
+}
+
+#[tokio::test]
+async fn task_level_cpu_and_memory_limits_are_set_on_a_task_cgroup() {
+    let root = std::path::PathBuf::from("/sys/fs/cgroup");
+    assert!(
+        root.join("memory").is_dir(),
+        "these tests expect cgroup v1 (the test dockerd's)"
+    );
+    let cg = CgroupSettings {
+        root: root.clone(),
+        cpu_period: Duration::from_millis(100),
+        pids_limit: Some(100),
+    };
+    let mut h = Harness::build(
+        "ecs-enginetest-cgroup",
+        4096,
+        ImagePullBehavior::PreferCached,
+        Some(cg),
+    )
+    .await;
+    let task = h.task(&format!(
+        r#"{{"family":"cgroup","cpu":"256","memory":"128","containerDefinitions":[
+        {{"name":"app","image":"{i}","memory":64,"stopTimeout":1,"command":["sleep","300"]}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    let t = h
+        .wait_for(&task, "task RUNNING", |t| t.known == Status::Running)
+        .await;
+    let inspect = h.inspect(&t, "app").await;
+    let parent = format!("/ecs/{}", task.id());
+    assert_eq!(
+        inspect.host_config.unwrap().cgroup_parent.as_deref(),
+        Some(parent.as_str())
+    );
+    let read = |p: &str| {
+        std::fs::read_to_string(root.join(p))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        read(&format!("memory{parent}/memory.limit_in_bytes")),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(read(&format!("cpu{parent}/cpu.cfs_quota_us")), "25000");
+    assert_eq!(read(&format!("cpu{parent}/cpu.cfs_period_us")), "100000");
+    assert_eq!(read(&format!("pids{parent}/pids.max")), "100");
+    let id = inspect.id.unwrap();
+    assert!(
+        root.join(format!("memory{parent}/{id}")).is_dir(),
+        "the container's cgroup is inside the task's"
+    );
+    h.stop(&task);
+    h.stopped(&task).await;
+    h.cleanup().await;
+    let _ = ecs_agent::runtime::cgroup::remove(&root, &parent);
 }

@@ -16,6 +16,7 @@ use super::{host, Exit};
 use crate::config::Config;
 use crate::engine::{ContainerState, Engine, EngineConfig, Input, TaskState};
 use crate::model::{task_from_definition, Health, LocalRunOptions, Status, Task};
+use crate::runtime::cgroup::CgroupSettings;
 use crate::runtime::{names, DockerRuntime, DockerSettings, Driver, DriverSettings, Snapshot};
 
 /// Options of `local run`.
@@ -77,6 +78,15 @@ pub fn docker_settings(config: &Config) -> DockerSettings {
     }
 }
 
+/// Task cgroup settings from the configuration.
+pub fn cgroup_settings(config: &Config) -> CgroupSettings {
+    CgroupSettings {
+        root: config.cgroup_path.clone().into(),
+        cpu_period: config.cgroup_cpu_period,
+        pids_limit: config.task_pids_limit,
+    }
+}
+
 /// Connects to Docker at `DOCKER_HOST` and negotiates the API version.
 pub async fn connect_docker(config: &Config) -> Result<bollard::Docker, String> {
     let path = config
@@ -112,6 +122,11 @@ pub async fn run(config: &Config, args: &LocalRunArgs) -> Exit {
         disable_privileged: config.disable_privileged,
     };
     let (driver, handle, _changes, mut snapshots) = Driver::new(engine, runtime, settings);
+    let driver = if config.task_cpu_mem_limit {
+        driver.with_task_cgroups(cgroup_settings(config))
+    } else {
+        driver
+    };
     let driver_task = tokio::spawn(driver.run());
     let arn = task.arn.clone();
     println!(

@@ -5,9 +5,11 @@
 
 pub mod status;
 pub mod task;
+pub mod taskdef;
 
 pub use status::{Health, Status};
 pub use task::{
     Container, ContainerDependency, DependencyCondition, DockerConfig, MountPoint, PortMapping,
     Protocol, RoleCredentials, Task, Volume, VolumeFrom,
 };
+pub use taskdef::{task_from_definition, LocalRunOptions, TaskDefError, TaskDefErrors};

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::cgroup::{self, CgroupSettings};
 use super::create::{create_body, CreateContext, ResolvedPort, VolumeSource};
 use super::docker::DockerRuntime;
 use super::names;
@@ -68,6 +69,7 @@ pub struct Driver {
     changes: mpsc::UnboundedSender<Change>,
     snapshot: watch::Sender<Snapshot>,
     wake: Option<Instant>,
+    cgroups: Option<CgroupSettings>,
 }
 
 /// Current Unix time in milliseconds.
@@ -103,8 +105,16 @@ impl Driver {
             changes,
             snapshot,
             wake: None,
+            cgroups: None,
         };
         (driver, handle, changes_rx, snapshot_rx)
+    }
+
+    /// Puts every task's containers under a task cgroup with the task-level limits
+    /// (`ECS_ENABLE_TASK_CPU_MEM_LIMIT`).
+    pub fn with_task_cgroups(mut self, settings: CgroupSettings) -> Self {
+        self.cgroups = Some(settings);
+        self
     }
 
     /// Runs until [`DriverHandle::shutdown`].
@@ -167,6 +177,7 @@ impl Driver {
             }
             Command::TaskRemoved { task_arn } => {
                 tracing::info!(task = %task_arn, "task cleaned up");
+                self.remove_cgroup(&task_arn);
             }
             Command::Pull {
                 task_arn,
@@ -289,8 +300,16 @@ impl Driver {
             .collect();
         let docker = self.docker.clone();
         let settings = self.settings.clone();
+        let cgroups = self.cgroups.clone();
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
+            let cgroup_parent = match &cgroups {
+                Some(cg) => match prepare_cgroup(&task, cg) {
+                    Ok(parent) => Some(parent),
+                    Err(reason) => return Outcome::CreateFailed { reason },
+                },
+                None => None,
+            };
             let mut volumes = BTreeMap::new();
             for v in &task.volumes {
                 match prepare_volume(&docker, &task, v).await {
@@ -312,7 +331,7 @@ impl Driver {
                 host_ports: &ports,
                 peer_names: &peer_names,
                 volumes: &volumes,
-                cgroup_parent: None,
+                cgroup_parent: cgroup_parent.as_deref(),
                 disable_privileged: settings.disable_privileged,
                 extra_env: &env,
                 log_config_override: None,
@@ -325,6 +344,28 @@ impl Driver {
             }
         });
     }
+}
+
+impl Driver {
+    /// Removes the task cgroup of a task that was cleaned up.
+    fn remove_cgroup(&self, task_arn: &str) {
+        let Some(cg) = &self.cgroups else { return };
+        let id = task_arn.rsplit('/').next().unwrap_or(task_arn);
+        let parent = format!("/ecs/{id}");
+        if let Err(e) = cgroup::remove(&cg.root, &parent) {
+            tracing::warn!(task = task_arn, error = %e, "task cgroup removal failed");
+        }
+    }
+}
+
+/// Creates the task cgroup with its limits; returns the containers' cgroup parent.
+fn prepare_cgroup(task: &Task, cg: &CgroupSettings) -> Result<String, String> {
+    let fail = |e: String| format!("ResourceInitializationError: task cgroup: {e}");
+    let spec = cgroup::spec(task, cg).map_err(fail)?;
+    let parent = cgroup::parent(task);
+    cgroup::create(&cg.root, &parent, &spec)
+        .map_err(|e| fail(format!("cannot create {parent}: {e}")))?;
+    Ok(parent)
 }
 
 async fn sleep_until(at: Option<Instant>) {

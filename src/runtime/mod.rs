@@ -1,6 +1,7 @@
 //! Drives engine commands against Docker (bollard): the driver loop that owns the engine, the
 //! Docker operations with the agent's policies, create requests and container names.
 
+pub mod cgroup;
 pub mod create;
 pub mod docker;
 pub mod driver;
