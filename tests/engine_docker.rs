@@ -620,3 +620,35 @@ async fn task_level_cpu_and_memory_limits_are_set_on_a_task_cgroup() {
     h.cleanup().await;
     let _ = ecs_agent::runtime::cgroup::remove(&root, &parent);
 }
+
+/// The registry image is cached locally (test-env pushed it) but pulls without credentials fail:
+/// what each ECS_IMAGE_PULL_BEHAVIOR makes of that.
+#[tokio::test]
+async fn pull_behaviours_decide_what_a_failed_pull_of_a_cached_image_means() {
+    let image = format!("{}/busybox:latest", support::env::registry());
+    let docker = support::env::docker().await;
+    assert!(docker.inspect_image(&image).await.is_ok(), "{image} should be cached by scripts/test-env");
+    let cases = [
+        (ImagePullBehavior::Always, false),
+        (ImagePullBehavior::Default, true),
+        (ImagePullBehavior::PreferCached, true),
+        (ImagePullBehavior::Once, true),
+    ];
+    for (behavior, runs) in cases {
+        let mut h = Harness::new("ecs-enginetest-pullbehaviour", 4096, behavior).await;
+        let task = h.task(&format!(
+            r#"{{"family":"pullb","containerDefinitions":[{{"name":"app","image":"{image}","memory":32,"command":["true"]}}]}}"#
+        ));
+        h.run(&task);
+        let t = h.stopped(&task).await;
+        let app = &t.containers[0];
+        if runs {
+            assert_eq!(app.exit_code, Some(0), "{behavior:?}: the cached image is used");
+        } else {
+            let reason = t.reason.clone().unwrap_or_default();
+            assert!(reason.starts_with("CannotPullContainerError: "), "{behavior:?}: {reason}");
+            assert!(app.docker_id.is_none());
+        }
+        h.cleanup().await;
+    }
+}
