@@ -275,28 +275,28 @@ config_table! {
 
     // ---- Resources / placement ----
     /// TCP host ports never given to tasks (JSON array).
-    reserved_ports: Vec<u16> { env: "ECS_RESERVED_PORTS", json: Some("ReservedPorts"), status: Pending,
+    reserved_ports: Vec<u16> { env: "ECS_RESERVED_PORTS", json: Some("ReservedPorts"), status: Active,
         parse: parse::port_list, default: vec![22, 2375, 2376, 51678, 51679] }
     /// UDP host ports never given to tasks (JSON array).
-    reserved_ports_udp: Vec<u16> { env: "ECS_RESERVED_PORTS_UDP", json: Some("ReservedPortsUDP"), status: Pending,
+    reserved_ports_udp: Vec<u16> { env: "ECS_RESERVED_PORTS_UDP", json: Some("ReservedPortsUDP"), status: Active,
         parse: parse::port_list, default: Vec::new() }
     /// MiB of memory kept back from tasks.
-    reserved_memory: u16 { env: "ECS_RESERVED_MEMORY", json: Some("ReservedMemory"), status: Pending,
+    reserved_memory: u16 { env: "ECS_RESERVED_MEMORY", json: Some("ReservedMemory"), status: Active,
         parse: parse::uint16, default: 0 }
     /// Host port range for dynamic port mappings (`start-end`); the kernel's ephemeral range when unset.
-    dynamic_host_port_range: Option<PortRange> { env: "ECS_DYNAMIC_HOST_PORT_RANGE", json: Some("DynamicHostPortRange"), status: Pending,
+    dynamic_host_port_range: Option<PortRange> { env: "ECS_DYNAMIC_HOST_PORT_RANGE", json: Some("DynamicHostPortRange"), status: Active,
         parse: parse::port_range, default: None }
     /// Enforce task-level CPU and memory limits through a task cgroup.
-    task_cpu_mem_limit: bool { env: "ECS_ENABLE_TASK_CPU_MEM_LIMIT", json: Some("TaskCPUMemLimit"), status: Pending,
+    task_cpu_mem_limit: bool { env: "ECS_ENABLE_TASK_CPU_MEM_LIMIT", json: Some("TaskCPUMemLimit"), status: Active,
         parse: parse::boolean, default: true }
     /// Mount point of the cgroup file system.
-    cgroup_path: String { env: "ECS_CGROUP_PATH", json: Some("CgroupPath"), status: Pending,
+    cgroup_path: String { env: "ECS_CGROUP_PATH", json: Some("CgroupPath"), status: Active,
         parse: parse::abs_path, default: s("/sys/fs/cgroup") }
     /// CFS period for task CPU limits (8ms to 100ms; others fall back to the default).
-    cgroup_cpu_period: Duration { env: "ECS_CGROUP_CPU_PERIOD", json: Some("CgroupCPUPeriod"), status: Pending,
+    cgroup_cpu_period: Duration { env: "ECS_CGROUP_CPU_PERIOD", json: Some("CgroupCPUPeriod"), status: Active,
         parse: parse::duration, default: Duration::from_millis(100) }
     /// Maximum number of processes per task (1 to 4194304; unset means no limit).
-    task_pids_limit: Option<u32> { env: "ECS_TASK_PIDS_LIMIT", json: Some("TaskPidsLimit"), status: Pending,
+    task_pids_limit: Option<u32> { env: "ECS_TASK_PIDS_LIMIT", json: Some("TaskPidsLimit"), status: Active,
         parse: parse::opt_count, default: None }
     /// Propagate the task memory limit to the task cgroup on cgroup v2.
     propagate_task_memory_limit_cgroupv2: bool { env: "ECS_PROPAGATE_TASK_MEMORY_LIMIT_CGROUPV2", json: Some("PropagateTaskMemoryLimitCgroupV2"), status: Pending,
@@ -313,19 +313,19 @@ config_table! {
 
     // ---- Timeouts ----
     /// Time between SIGTERM and SIGKILL when stopping a container (minimum 1s; lower is raised).
-    container_stop_timeout: Duration { env: "ECS_CONTAINER_STOP_TIMEOUT", json: Some("DockerStopTimeout"), status: Pending,
+    container_stop_timeout: Duration { env: "ECS_CONTAINER_STOP_TIMEOUT", json: Some("DockerStopTimeout"), status: Active,
         parse: parse::duration, default: Duration::from_secs(30) }
     /// Time allowed for a container start (minimum 45s; lower is raised).
-    container_start_timeout: Duration { env: "ECS_CONTAINER_START_TIMEOUT", json: Some("ContainerStartTimeout"), status: Pending,
+    container_start_timeout: Duration { env: "ECS_CONTAINER_START_TIMEOUT", json: Some("ContainerStartTimeout"), status: Active,
         parse: parse::duration, default: Duration::from_secs(180) }
     /// Time allowed for a container create (minimum 1m; lower is raised).
-    container_create_timeout: Duration { env: "ECS_CONTAINER_CREATE_TIMEOUT", json: Some("ContainerCreateTimeout"), status: Pending,
+    container_create_timeout: Duration { env: "ECS_CONTAINER_CREATE_TIMEOUT", json: Some("ContainerCreateTimeout"), status: Active,
         parse: parse::duration, default: Duration::from_secs(240) }
     /// Time allowed to resolve an image manifest (minimum 30s; lower is raised).
     manifest_pull_timeout: Duration { env: "ECS_MANIFEST_PULL_TIMEOUT", json: Some("ManifestPullTimeout"), status: Pending,
         parse: parse::duration, default: Duration::from_secs(60) }
     /// Time allowed for a whole image pull.
-    image_pull_timeout: Duration { env: "ECS_IMAGE_PULL_TIMEOUT", json: Some("ImagePullTimeout"), status: Pending,
+    image_pull_timeout: Duration { env: "ECS_IMAGE_PULL_TIMEOUT", json: Some("ImagePullTimeout"), status: Active,
         parse: parse::duration, default: Duration::from_secs(2 * 3600) }
     /// A pull with no progress for this long is cancelled (minimum 1m; lower is raised).
     image_pull_inactivity_timeout: Duration { env: "ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", json: Some("ImagePullInactivityTimeout"), status: Pending,
@@ -333,10 +333,10 @@ config_table! {
 
     // ---- Images / cleanup ----
     /// When to pull images: `default`, `always`, `once` or `prefer-cached`.
-    image_pull_behavior: ImagePullBehavior { env: "ECS_IMAGE_PULL_BEHAVIOR", json: Some("ImagePullBehavior"), status: Pending,
+    image_pull_behavior: ImagePullBehavior { env: "ECS_IMAGE_PULL_BEHAVIOR", json: Some("ImagePullBehavior"), status: Active,
         parse: image_pull_behavior, default: ImagePullBehavior::Default }
     /// Pull the images of containers that wait on dependencies before their dependencies start.
-    pull_dependent_containers_upfront: bool { env: "ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT", json: Some("DependentContainersPullUpfront"), status: Pending,
+    pull_dependent_containers_upfront: bool { env: "ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT", json: Some("DependentContainersPullUpfront"), status: Active,
         parse: parse::boolean, default: false }
     /// Turn off automated image cleanup.
     disable_image_cleanup: bool { env: "ECS_DISABLE_IMAGE_CLEANUP", json: Some("ImageCleanupDisabled"), status: Pending,
@@ -363,10 +363,10 @@ config_table! {
     exclude_untracked_images: Vec<String> { env: "ECS_EXCLUDE_UNTRACKED_IMAGE", json: Some("ImageCleanupExclusionList"), status: Pending,
         parse: parse::comma_list, default: Vec::new() }
     /// Time after a task stops before its containers are removed (below 1s falls back to the default).
-    task_cleanup_wait: Duration { env: "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", json: Some("TaskCleanupWaitDuration"), status: Pending,
+    task_cleanup_wait: Duration { env: "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", json: Some("TaskCleanupWaitDuration"), status: Active,
         parse: parse::duration, default: Duration::from_secs(3 * 3600) }
     /// Random extra wait (0 to this) added to the task cleanup wait.
-    task_cleanup_wait_jitter: Duration { env: "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", json: Some("TaskCleanupWaitDurationJitter"), status: Pending,
+    task_cleanup_wait_jitter: Duration { env: "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", json: Some("TaskCleanupWaitDurationJitter"), status: Active,
         parse: parse::duration, default: Duration::ZERO }
     /// Format of `ECS_ENGINE_AUTH_DATA`: `docker` or `dockercfg`.
     engine_auth_type: Option<EngineAuthType> { env: "ECS_ENGINE_AUTH_TYPE", json: Some("EngineAuthType"), status: Pending,
@@ -383,7 +383,7 @@ config_table! {
     task_iam_role_network_host: bool { env: "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", json: Some("TaskIAMRoleEnabledForNetworkHost"), status: Pending,
         parse: parse::boolean, default: true }
     /// Refuse privileged containers.
-    disable_privileged: bool { env: "ECS_DISABLE_PRIVILEGED", json: Some("PrivilegedDisabled"), status: Pending,
+    disable_privileged: bool { env: "ECS_DISABLE_PRIVILEGED", json: Some("PrivilegedDisabled"), status: Active,
         parse: parse::boolean, default: false }
     /// Advertise SELinux support (docker security options).
     selinux_capable: bool { env: "ECS_SELINUX_CAPABLE", json: Some("SELinuxCapable"), status: Pending,
@@ -547,7 +547,7 @@ config_table! {
 
     // ---- Runtime ----
     /// Docker Engine API endpoint.
-    docker_host: String { env: "DOCKER_HOST", json: Some("DockerEndpoint"), status: Pending,
+    docker_host: String { env: "DOCKER_HOST", json: Some("DockerEndpoint"), status: Active,
         parse: parse::docker_host, default: s("unix:///var/run/docker.sock") }
 
     // ---- Host setup (ecs-init) ----
