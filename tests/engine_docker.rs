@@ -33,7 +33,14 @@ struct Harness {
 
 impl Harness {
     async fn new(prefix: &str, memory_mib: u64, pull_behavior: ImagePullBehavior) -> Self {
-        Self::build(prefix, memory_mib, pull_behavior, None).await
+        Self::build(
+            prefix,
+            memory_mib,
+            pull_behavior,
+            None,
+            Duration::from_secs(3600),
+        )
+        .await
     }
 
     async fn build(
@@ -41,13 +48,14 @@ impl Harness {
         memory_mib: u64,
         pull_behavior: ImagePullBehavior,
         cgroups: Option<CgroupSettings>,
+        cleanup_wait: Duration,
     ) -> Self {
         let docker = support::env::docker().await;
         let cluster = support::env::unique_name(prefix);
         let cfg = EngineConfig {
             stop_timeout: Duration::from_secs(10),
             pull_upfront: false,
-            cleanup_wait: Duration::from_secs(3600),
+            cleanup_wait,
             cleanup_jitter: Duration::ZERO,
             stop_retry: Duration::from_secs(1),
             capacity: HostCapacity {
@@ -580,6 +588,7 @@ async fn task_level_cpu_and_memory_limits_are_set_on_a_task_cgroup() {
         4096,
         ImagePullBehavior::PreferCached,
         Some(cg),
+        Duration::from_secs(3600),
     )
     .await;
     let task = h.task(&format!(
@@ -627,7 +636,10 @@ async fn task_level_cpu_and_memory_limits_are_set_on_a_task_cgroup() {
 async fn pull_behaviours_decide_what_a_failed_pull_of_a_cached_image_means() {
     let image = format!("{}/busybox:latest", support::env::registry());
     let docker = support::env::docker().await;
-    assert!(docker.inspect_image(&image).await.is_ok(), "{image} should be cached by scripts/test-env");
+    assert!(
+        docker.inspect_image(&image).await.is_ok(),
+        "{image} should be cached by scripts/test-env"
+    );
     let cases = [
         (ImagePullBehavior::Always, false),
         (ImagePullBehavior::Default, true),
@@ -643,12 +655,124 @@ async fn pull_behaviours_decide_what_a_failed_pull_of_a_cached_image_means() {
         let t = h.stopped(&task).await;
         let app = &t.containers[0];
         if runs {
-            assert_eq!(app.exit_code, Some(0), "{behavior:?}: the cached image is used");
+            assert_eq!(
+                app.exit_code,
+                Some(0),
+                "{behavior:?}: the cached image is used"
+            );
         } else {
             let reason = t.reason.clone().unwrap_or_default();
-            assert!(reason.starts_with("CannotPullContainerError: "), "{behavior:?}: {reason}");
+            assert!(
+                reason.starts_with("CannotPullContainerError: "),
+                "{behavior:?}: {reason}"
+            );
             assert!(app.docker_id.is_none());
         }
         h.cleanup().await;
     }
+}
+
+#[tokio::test]
+async fn docker_volumes_honour_scope_autoprovision_driver_options_and_labels() {
+    let mut h = Harness::new(
+        "ecs-enginetest-dockervol",
+        4096,
+        ImagePullBehavior::PreferCached,
+    )
+    .await;
+    let shared = support::env::unique_name("ecs-enginetest-sharedvol");
+    let task = h.task(&format!(
+        r#"{{"family":"dockervol","volumes":[
+          {{"name":"{shared}","dockerVolumeConfiguration":{{"scope":"shared","autoprovision":true,"driver":"local",
+             "driverOpts":{{"type":"tmpfs","device":"tmpfs","o":"size=1m"}},"labels":{{"team":"web"}}}}}},
+          {{"name":"scratch","dockerVolumeConfiguration":{{"scope":"task","driver":"local"}}}}],
+        "containerDefinitions":[{{"name":"app","image":"{i}","memory":32,
+          "command":["sh","-c","echo hi > /shared/x && echo hi > /scratch/y && cat /shared/x /scratch/y"],
+          "mountPoints":[{{"sourceVolume":"{shared}","containerPath":"/shared"}},{{"sourceVolume":"scratch","containerPath":"/scratch"}}]}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    assert_eq!(t.containers[0].exit_code, Some(0));
+    let v = h
+        .docker
+        .inspect_volume(&shared)
+        .await
+        .expect("shared volume autoprovisioned under its own name");
+    assert_eq!(v.labels.get("team").map(String::as_str), Some("web"));
+    assert_eq!(v.options.get("type").map(String::as_str), Some("tmpfs"));
+    let mounts = h.inspect(&t, "app").await.mounts.unwrap_or_default();
+    let scratch = mounts
+        .iter()
+        .find(|m| m.destination.as_deref() == Some("/scratch"))
+        .unwrap();
+    let scratch_name = scratch.name.clone().unwrap();
+    assert!(
+        scratch_name.contains(task.id()),
+        "task-scoped volume named after the task: {scratch_name}"
+    );
+    h.cleanup().await;
+    let _ = h
+        .docker
+        .remove_volume(
+            &shared,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
+    let _ = h
+        .docker
+        .remove_volume(
+            &scratch_name,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn cleanup_removes_the_containers_and_task_scoped_volumes() {
+    let mut h = Harness::build(
+        "ecs-enginetest-cleanup",
+        4096,
+        ImagePullBehavior::PreferCached,
+        None,
+        Duration::from_secs(1),
+    )
+    .await;
+    let task = h.task(&format!(
+        r#"{{"family":"cleanup","volumes":[{{"name":"scratch"}}],"containerDefinitions":[
+        {{"name":"a","image":"{i}","memory":32,"command":["true"],"mountPoints":[{{"sourceVolume":"scratch","containerPath":"/s"}}]}},
+        {{"name":"b","image":"{i}","essential":false,"memory":32,"command":["true"]}}]}}"#,
+        i = image()
+    ));
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    let ids: Vec<String> = t
+        .containers
+        .iter()
+        .filter_map(|c| c.docker_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let volume = h.inspect(&t, "a").await.mounts.unwrap()[0]
+        .name
+        .clone()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let containers_gone = futures_util::future::join_all(
+            ids.iter().map(|id| h.docker.inspect_container(id, None)),
+        )
+        .await
+        .iter()
+        .all(|r| r.is_err());
+        let volume_gone = h.docker.inspect_volume(&volume).await.is_err();
+        if containers_gone && volume_gone {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "containers gone: {containers_gone}, volume {volume} gone: {volume_gone}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    h.cleanup().await;
 }

@@ -138,6 +138,8 @@ pub enum Command {
     /// Every container is removed: release the task's volumes; the engine forgot the task.
     TaskRemoved {
         task_arn: String,
+        /// The task as it was, for its volumes and cgroup.
+        task: Box<Task>,
     },
     Report(Change),
     /// Call `handle(Input::Tick)` at this time (the latest `WakeAt` replaces earlier ones).

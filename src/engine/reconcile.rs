@@ -285,9 +285,14 @@ impl Engine {
             }
         }
         for arn in done {
-            self.tasks.remove(&arn);
+            let Some(t) = self.tasks.remove(&arn) else {
+                continue;
+            };
             self.order.retain(|a| a != &arn);
-            out.push(Command::TaskRemoved { task_arn: arn });
+            out.push(Command::TaskRemoved {
+                task_arn: arn,
+                task: Box::new(t.task),
+            });
         }
     }
 

@@ -457,7 +457,7 @@ fn stopped_tasks_are_cleaned_up_after_the_wait() {
     assert!(sim
         .log
         .iter()
-        .any(|c| matches!(c, Command::TaskRemoved { task_arn } if task_arn == "t1")));
+        .any(|c| matches!(c, Command::TaskRemoved { task_arn, .. } if task_arn == "t1")));
     assert!(sim.engine.task("t1").is_none());
 }
 

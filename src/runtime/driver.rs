@@ -175,9 +175,15 @@ impl Driver {
             Command::WakeAt(at) => {
                 self.wake = Some(Instant::now() + Duration::from_millis(at.saturating_sub(now)));
             }
-            Command::TaskRemoved { task_arn } => {
+            Command::TaskRemoved { task_arn, task } => {
                 tracing::info!(task = %task_arn, "task cleaned up");
                 self.remove_cgroup(&task_arn);
+                let docker = self.docker.clone();
+                tokio::spawn(async move {
+                    for v in task_scoped_volumes(&task) {
+                        docker.remove_volume(&v).await;
+                    }
+                });
             }
             Command::Pull {
                 task_arn,
@@ -223,13 +229,8 @@ impl Driver {
                 docker_id,
             } => {
                 let docker = self.docker.clone();
-                let volumes = self.task_scoped_volumes(&task_arn);
                 self.spawn_result(task_arn, container, async move {
-                    let outcome = docker.remove(&docker_id).await;
-                    for v in volumes {
-                        docker.remove_volume(&v).await;
-                    }
-                    outcome
+                    docker.remove(&docker_id).await
                 });
             }
         }
@@ -248,30 +249,6 @@ impl Driver {
                 outcome,
             }));
         });
-    }
-
-    /// Task-scoped volumes of a task whose containers are all removed (or being removed).
-    fn task_scoped_volumes(&self, arn: &str) -> Vec<String> {
-        let Some(t) = self.engine.task(arn) else {
-            return Vec::new();
-        };
-        let last = t
-            .containers
-            .iter()
-            .filter(|c| c.docker_id.is_some() && !c.removed)
-            .count()
-            <= 1;
-        if !last {
-            return Vec::new();
-        }
-        t.task
-            .volumes
-            .iter()
-            .filter_map(|v| match volume_source(&t.task, v) {
-                Ok((VolumeSource::DockerVolume(name), Some(_))) if !is_shared(v) => Some(name),
-                _ => None,
-            })
-            .collect()
     }
 
     fn create(&self, task_arn: String, container: String) {
@@ -426,6 +403,18 @@ fn resolved(b: &Binding, is_range: bool) -> ResolvedPort {
             protocol: b.protocol,
         }
     }
+}
+
+/// The Docker volumes a task made for itself (not shared ones), to remove with the task.
+fn task_scoped_volumes(task: &Task) -> Vec<String> {
+    task.volumes
+        .iter()
+        .filter(|v| !is_shared(v))
+        .filter_map(|v| match volume_source(task, v) {
+            Ok((VolumeSource::DockerVolume(name), Some(_))) => Some(name),
+            _ => None,
+        })
+        .collect()
 }
 
 fn is_shared(v: &Volume) -> bool {
