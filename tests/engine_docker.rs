@@ -64,6 +64,7 @@ impl Harness {
                 reserved_tcp: [22].into(),
                 reserved_udp: BTreeSet::new(),
                 dynamic_ports: (41000, 41999),
+                port_in_use: None,
             },
         };
         let settings = DockerSettings {

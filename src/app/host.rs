@@ -5,6 +5,7 @@ use std::fs;
 
 use crate::config::Config;
 use crate::engine::HostCapacity;
+use crate::model::Protocol;
 
 /// Kernel default when `/proc` cannot be read (Linux's documented default range).
 const DEFAULT_EPHEMERAL: (u16, u16) = (32768, 60999);
@@ -54,6 +55,17 @@ pub fn capacity(config: &Config) -> HostCapacity {
             .copied()
             .collect::<BTreeSet<u16>>(),
         dynamic_ports: dynamic,
+        port_in_use: Some(std::sync::Arc::new(port_in_use)),
+    }
+}
+
+/// Whether something on the host holds the port (a listener, or Docker's proxy for another
+/// container's published port): the port is in use if it cannot be bound.
+pub fn port_in_use(protocol: Protocol, port: u16) -> bool {
+    let addr = (std::net::Ipv4Addr::UNSPECIFIED, port);
+    match protocol {
+        Protocol::Tcp => std::net::TcpListener::bind(addr).is_err(),
+        Protocol::Udp => std::net::UdpSocket::bind(addr).is_err(),
     }
 }
 
@@ -69,5 +81,14 @@ mod tests {
         );
         assert_eq!(parse_range("32768\t60999\n"), Some((32768, 60999)));
         assert_eq!(parse_range("junk"), None);
+    }
+
+    #[test]
+    fn a_bound_port_is_in_use() {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(port_in_use(Protocol::Tcp, port));
+        drop(listener);
+        assert!(!port_in_use(Protocol::Tcp, port));
     }
 }

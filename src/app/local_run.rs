@@ -36,10 +36,7 @@ fn load_task(path: &Path, cluster: &str) -> Result<Task, Exit> {
     })?;
     let opts = LocalRunOptions {
         cluster: cluster.to_owned(),
-        task_id: format!(
-            "{:032x}",
-            crate::runtime::driver::now_millis() as u128 * 0x9e37_79b9_7f4a_7c15
-        ),
+        task_id: uuid::Uuid::new_v4().simple().to_string(),
         region: "local".to_owned(),
         account_id: "000000000000".to_owned(),
     };
@@ -56,10 +53,11 @@ fn engine_config(config: &Config, keep: bool) -> EngineConfig {
     EngineConfig {
         stop_timeout: config.container_stop_timeout,
         pull_upfront: config.pull_dependent_containers_upfront,
+        // A short wait lets the log streams drain before the containers go.
         cleanup_wait: if keep {
             Duration::from_secs(365 * 24 * 3600)
         } else {
-            Duration::ZERO
+            Duration::from_secs(2)
         },
         cleanup_jitter: Duration::ZERO,
         stop_retry: Duration::from_secs(5),
@@ -171,27 +169,33 @@ pub async fn run(config: &Config, args: &LocalRunArgs) -> Exit {
 
 /// SIGINT and SIGTERM as one stream.
 struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
+    /// The listeners live as long as the command, so a signal that arrives while the view is
+    /// busy is not lost.
     fn new() -> Self {
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        Signals { term }
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
     }
 
     async fn next(&mut self) {
-        let term = async {
-            match &mut self.term {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
                 Some(s) => {
                     s.recv().await;
                 }
                 None => std::future::pending::<()>().await,
             }
-        };
+        }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
+            _ = recv(&mut self.int) => {}
+            _ = recv(&mut self.term) => {}
         }
     }
 }
@@ -237,7 +241,7 @@ impl View {
             if c.ever_started && !self.following.contains_key(&c.name) {
                 self.follow_logs(c);
             }
-            if c.known == Status::Stopped && c.essential && self.cause.is_none() {
+            if c.known == Status::Stopped && c.essential && c.ever_started && self.cause.is_none() {
                 self.cause = Some((c.name.clone(), c.exit_code));
             }
         }
@@ -276,9 +280,9 @@ impl View {
         let line = match (now.in_flight, now.known) {
             (_, Status::Stopped) if before.known != Status::Stopped => {
                 Some(match (c.exit_code, &c.reason) {
-                    (Some(code), _) => format!("exited with code {code}"),
-                    (None, Some(r)) => format!("stopped: {r}"),
-                    (None, None) => "stopped".to_owned(),
+                    (Some(code), _) if c.ever_started => format!("exited with code {code}"),
+                    (_, Some(r)) => format!("stopped: {r}"),
+                    (_, None) => "stopped".to_owned(),
                 })
             }
             (Some(Status::Pulled), _) if before.in_flight != now.in_flight => {

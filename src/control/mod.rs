@@ -4,6 +4,7 @@
 //! Everything here talks to the network; the decisions it feeds into are the engine's.
 
 pub mod api;
+pub mod discover;
 pub mod imds;
 pub mod register;
 pub mod reporter;

@@ -345,6 +345,7 @@ mod tests {
             reserved_tcp: [22, 2375].into(),
             reserved_udp: Default::default(),
             dynamic_ports: (1, 2),
+            port_in_use: None,
         };
         let r = total_resources(&cap);
         assert_eq!(r[0].name(), Some("CPU"));

@@ -190,7 +190,7 @@ pub struct Engine {
 impl Engine {
     /// A new engine; `seed` drives the container name suffixes and cleanup jitter.
     pub fn new(cfg: EngineConfig, seed: u64) -> Self {
-        let resources = resources::Resources::new(cfg.capacity.clone());
+        let resources = resources::Resources::new(cfg.capacity.clone(), seed >> 7);
         Engine {
             cfg,
             tasks: BTreeMap::new(),

@@ -9,8 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Protocol, Task};
 
+/// Tells whether a host port is taken by something outside the engine (another process, a
+/// container the engine does not know). Injected, so the engine stays pure.
+pub type PortProbe = std::sync::Arc<dyn Fn(Protocol, u16) -> bool + Send + Sync>;
+
 /// What the host offers to tasks.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct HostCapacity {
     /// CPU units (1024 per core).
     pub cpu: u64,
@@ -19,6 +23,38 @@ pub struct HostCapacity {
     pub reserved_udp: BTreeSet<u16>,
     /// Inclusive range for dynamic host ports.
     pub dynamic_ports: (u16, u16),
+    /// Checks a dynamic port candidate against the host; `None` trusts the engine's own books.
+    pub port_in_use: Option<PortProbe>,
+}
+
+impl std::fmt::Debug for HostCapacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostCapacity")
+            .field("cpu", &self.cpu)
+            .field("memory_mib", &self.memory_mib)
+            .field("reserved_tcp", &self.reserved_tcp)
+            .field("reserved_udp", &self.reserved_udp)
+            .field("dynamic_ports", &self.dynamic_ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for HostCapacity {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            self.cpu,
+            self.memory_mib,
+            &self.reserved_tcp,
+            &self.reserved_udp,
+            self.dynamic_ports,
+        ) == (
+            o.cpu,
+            o.memory_mib,
+            &o.reserved_tcp,
+            &o.reserved_udp,
+            o.dynamic_ports,
+        )
+    }
 }
 
 /// A container port (or range) bound to a host port (or range of the same length).
@@ -137,8 +173,11 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub fn new(capacity: HostCapacity) -> Self {
-        let next_dynamic = capacity.dynamic_ports.0;
+    /// The host's books; `start` picks where the dynamic port search begins (random in
+    /// production, so that agents sharing a host do not all start at the bottom of the range).
+    pub fn new(capacity: HostCapacity, start: u64) -> Self {
+        let (lo, hi) = capacity.dynamic_ports;
+        let next_dynamic = lo + (start % (u64::from(hi - lo) + 1)) as u16;
         Resources {
             capacity,
             used_cpu: 0,
@@ -264,6 +303,11 @@ impl Resources {
         !reserved.contains(&port)
             && !self.used_ports.contains(&(proto, port))
             && !taken.contains(&(proto, port))
+            && !self
+                .capacity
+                .port_in_use
+                .as_ref()
+                .is_some_and(|probe| probe(proto, port))
     }
 
     /// A free block of `len` consecutive ports from the dynamic range, searched round-robin.
@@ -298,13 +342,17 @@ mod tests {
     use super::*;
 
     fn host() -> Resources {
-        Resources::new(HostCapacity {
-            cpu: 2048,
-            memory_mib: 1000,
-            reserved_tcp: [22].into(),
-            reserved_udp: BTreeSet::new(),
-            dynamic_ports: (40000, 40009),
-        })
+        Resources::new(
+            HostCapacity {
+                cpu: 2048,
+                memory_mib: 1000,
+                reserved_tcp: [22].into(),
+                reserved_udp: BTreeSet::new(),
+                dynamic_ports: (40000, 40009),
+                port_in_use: None,
+            },
+            0,
+        )
     }
 
     fn mem(m: u64) -> Demand {
@@ -401,5 +449,44 @@ mod tests {
         };
         let b = r.reserve("a", &d).unwrap();
         assert_eq!(b[0][0].host.1 - b[0][0].host.0, 2);
+    }
+
+    #[test]
+    fn dynamic_ports_the_host_uses_are_skipped() {
+        let mut cap = host().capacity.clone();
+        cap.port_in_use = Some(std::sync::Arc::new(|_, p| p % 2 == 0));
+        let mut r = Resources::new(cap, 3);
+        let dynamic = Demand {
+            ports: vec![vec![PortRequest {
+                container: (80, 80),
+                host: None,
+                protocol: Protocol::Tcp,
+            }]],
+            ..Default::default()
+        };
+        for i in 0..5 {
+            let port = r.reserve(&format!("t{i}"), &dynamic).unwrap()[0][0].host.0;
+            assert_eq!(port % 2, 1, "{port} is in use on the host");
+        }
+        assert!(matches!(
+            r.reserve("t5", &dynamic),
+            Err(Shortfall::NotNow(_))
+        ));
+    }
+
+    #[test]
+    fn the_dynamic_search_starts_where_the_seed_says() {
+        let mut cap = host().capacity.clone();
+        cap.dynamic_ports = (40000, 40009);
+        let mut r = Resources::new(cap, 7);
+        let dynamic = Demand {
+            ports: vec![vec![PortRequest {
+                container: (80, 80),
+                host: None,
+                protocol: Protocol::Tcp,
+            }]],
+            ..Default::default()
+        };
+        assert_eq!(r.reserve("a", &dynamic).unwrap()[0][0].host.0, 40007);
     }
 }

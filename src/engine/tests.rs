@@ -22,6 +22,7 @@ fn cfg(memory_mib: u64) -> EngineConfig {
             reserved_tcp: [22].into(),
             reserved_udp: BTreeSet::new(),
             dynamic_ports: (40000, 40100),
+            port_in_use: None,
         },
     }
 }

@@ -1,0 +1,113 @@
+//! The credentials store: task-role and execution-role credentials delivered by ACS (with a
+//! task in a PayloadMessage, refreshed by IAMRoleCredentialsMessage), keyed by credentials ID.
+//!
+//! In memory only, never written to disk or logged (the official agent does the same; ACS resends
+//! them after a restart because the first connection asks with `sendCredentials=true`). The
+//! credentials endpoint that serves them to containers comes with its own issue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::model::RoleCredentials;
+
+/// Which role a credential set belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleType {
+    /// The task role (`TaskApplication`): served to the task's containers.
+    Task,
+    /// The execution role (`TaskExecution`): used by the agent for the task (pulls, logs, secrets).
+    Execution,
+}
+
+impl RoleType {
+    /// Parses ACS's `roleType`.
+    pub fn from_acs(word: &str) -> Option<Self> {
+        match word {
+            "TaskApplication" => Some(RoleType::Task),
+            "TaskExecution" => Some(RoleType::Execution),
+            _ => None,
+        }
+    }
+}
+
+/// One stored credential set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub task_arn: String,
+    pub role_type: RoleType,
+    pub credentials: RoleCredentials,
+}
+
+/// Shared store; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Store(Arc<RwLock<HashMap<String, Entry>>>);
+
+impl Store {
+    /// Stores (or refreshes in place) a credential set under its credentials ID.
+    pub fn put(&self, entry: Entry) {
+        let id = entry.credentials.credentials_id.clone();
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, entry);
+    }
+
+    pub fn get(&self, credentials_id: &str) -> Option<Entry> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(credentials_id)
+            .cloned()
+    }
+
+    /// Removes every set of `task_arn` with `role_type`.
+    pub fn remove_task(&self, task_arn: &str, role_type: RoleType) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, e| !(e.task_arn == task_arn && e.role_type == role_type));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, task: &str, role: RoleType, key: &str) -> Entry {
+        Entry {
+            task_arn: task.into(),
+            role_type: role,
+            credentials: RoleCredentials {
+                credentials_id: id.into(),
+                access_key_id: key.into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn refresh_replaces_in_place_and_removal_is_per_role() {
+        let s = Store::default();
+        s.put(entry("c1", "t1", RoleType::Task, "OLD"));
+        s.put(entry("c1", "t1", RoleType::Task, "NEW"));
+        s.put(entry("c2", "t1", RoleType::Execution, "EXEC"));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get("c1").unwrap().credentials.access_key_id, "NEW");
+        s.remove_task("t1", RoleType::Task);
+        assert!(s.get("c1").is_none());
+        assert!(s.get("c2").is_some());
+        assert_eq!(
+            RoleType::from_acs("TaskExecution"),
+            Some(RoleType::Execution)
+        );
+        assert_eq!(RoleType::from_acs("Other"), None);
+    }
+}
