@@ -3,8 +3,11 @@
 //!
 //! Everything here talks to the network; the decisions it feeds into are the engine's.
 
+pub mod acs;
 pub mod api;
 pub mod discover;
 pub mod imds;
 pub mod register;
 pub mod reporter;
+pub mod sigv4;
+pub mod tcs;

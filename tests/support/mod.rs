@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod ecs_sim;
 pub mod env;
 pub mod http;
 pub mod imds;
