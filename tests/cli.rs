@@ -8,9 +8,16 @@ use std::process::{Command, Output};
 fn agent(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let ecs_config = dir.join("ecs.config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-agent"));
+    // `run` must never reach a real IMDS or Docker from these tests: IMDS points at a closed
+    // loopback port and Docker at a socket that does not exist, so `run` stops at once.
     cmd.env_clear()
         .env("ECS_AGENT_CONFIG_FILE_PATH", dir.join("ecs.config.json"))
         .env("ECS_LOGFILE", "")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1")
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", dir.join("no-docker.sock").display()),
+        )
         .arg("--ecs-config")
         .arg(&ecs_config)
         .args(args);
@@ -142,14 +149,14 @@ fn run_logs_to_stderr_and_the_log_file_at_their_own_levels() {
         ],
         &["run"],
     );
-    // The control-plane session is not built yet: run says so and stops for good.
-    assert_eq!(out.status.code(), Some(5));
+    // No Docker here: run says so and exits 1, a failure systemd may retry.
+    assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
         !stderr.contains("ecs-agent starting"),
         "info hidden at error level: {stderr}"
     );
-    assert!(stderr.contains("not implemented"), "{stderr}");
+    assert!(stderr.contains("docker is not available"), "{stderr}");
     let file = fs::read_to_string(&log).expect("log file written");
     let lines: Vec<serde_json::Value> = file
         .lines()

@@ -3,6 +3,7 @@
 //! This is the only place (with `main.rs`) that reads the environment and the config files for
 //! the pure `config` loader, and the only place that turns errors into exit codes.
 
+mod daemon;
 pub mod exit;
 pub mod host;
 pub mod local_run;
@@ -223,8 +224,11 @@ fn run(loaded: &Loaded) -> Exit {
         );
     }
     tracing::info!(version = VERSION, cluster = %loaded.config.cluster, "ecs-agent starting");
-    tracing::error!(
-        "the ECS control-plane session is not implemented in this build yet; nothing to run"
-    );
-    Exit::Terminal
+    match async_runtime() {
+        Ok(rt) => rt.block_on(daemon::run(&loaded.config)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            Exit::Failure
+        }
+    }
 }

@@ -9,5 +9,6 @@ pub mod discover;
 pub mod imds;
 pub mod register;
 pub mod reporter;
+pub mod session;
 pub mod sigv4;
 pub mod tcs;

@@ -1,0 +1,180 @@
+//! `ecs-agent run`: the daemon. Configuration → Docker → instance metadata → registration →
+//! engine, reporter and the ACS session, until SIGTERM/SIGINT, which leaves the containers
+//! running (as the official agent does: no deregistration, no close frame).
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{host, local_run, Exit};
+use crate::config::Config;
+use crate::control::api::{self, backend_url};
+use crate::control::imds::{Imds, InstanceFacts};
+use crate::control::register::{self, RegisterError, RegisterRequest};
+use crate::control::reporter::Reporter;
+use crate::control::session::{self, SessionContext};
+use crate::credentials;
+use crate::engine::{Engine, EngineConfig};
+use crate::runtime::{DockerRuntime, Driver, DriverSettings};
+
+/// The agent's version as ACS wants it (no leading `v`).
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The short git hash of the build.
+pub const AGENT_HASH: &str = env!("ECS_AGENT_GIT_HASH");
+
+fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        stop_timeout: config.container_stop_timeout,
+        pull_upfront: config.pull_dependent_containers_upfront,
+        cleanup_wait: config.task_cleanup_wait,
+        cleanup_jitter: config.task_cleanup_wait_jitter,
+        stop_retry: Duration::from_secs(5),
+        capacity: host::capacity(config),
+    }
+}
+
+/// Reads the instance facts, unless external mode skips IMDS.
+async fn instance_facts(
+    config: &Config,
+    http: aws_sdk_ecs::config::SharedHttpClient,
+) -> Result<Option<InstanceFacts>, Exit> {
+    if config.external {
+        return Ok(None);
+    }
+    match Imds::new(http).instance_facts().await {
+        Ok(f) => Ok(Some(f)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the instance metadata");
+            Err(Exit::Failure)
+        }
+    }
+}
+
+/// Runs the daemon until a signal.
+pub async fn run(config: &Config) -> Exit {
+    let docker = match local_run::connect_docker(config).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "docker is not available");
+            return Exit::Failure;
+        }
+    };
+    let docker_version = docker.version().await.ok().and_then(|v| v.version);
+    let api_version = docker.client_version();
+    let http = api::http_client();
+    let facts = match instance_facts(config, http.clone()).await {
+        Ok(f) => f,
+        Err(exit) => return exit,
+    };
+    let Some(region) = config
+        .aws_region
+        .clone()
+        .or_else(|| facts.as_ref().and_then(|f| f.region.clone()))
+    else {
+        tracing::error!(
+            "no region: set AWS_DEFAULT_REGION or make the instance identity document reachable"
+        );
+        return Exit::Terminal;
+    };
+    let sdk = api::sdk_config(&region, http).await;
+    let mut ecs_conf = aws_sdk_ecs::config::Builder::from(&sdk);
+    if let Some(host) = &config.backend_host {
+        ecs_conf = ecs_conf.endpoint_url(backend_url(host));
+    }
+    let client = aws_sdk_ecs::Client::from_conf(ecs_conf.build());
+    let capacity = host::capacity(config);
+    let docker_api = (
+        api_version.major_version as u32,
+        api_version.minor_version as u32,
+    );
+    let request = RegisterRequest {
+        cluster: &config.cluster,
+        saved_arn: None,
+        facts: facts.as_ref(),
+        capacity: &capacity,
+        attributes: register::attributes(config, docker_api, true),
+        tags: &config.container_instance_tags,
+    };
+    let registration = match register::register(&client, &request).await {
+        Ok(r) => r,
+        Err(e @ RegisterError::Terminal(_)) => {
+            tracing::error!(error = %e, "registration refused");
+            return Exit::Terminal;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "registration failed");
+            return Exit::Failure;
+        }
+    };
+    tracing::info!(container_instance = %registration.container_instance_arn, cluster = %config.cluster, "registered");
+
+    let seed = crate::runtime::driver::now_millis() ^ (u64::from(std::process::id()) << 32);
+    let runtime = DockerRuntime::new(docker, local_run::docker_settings(config));
+    let settings = DriverSettings {
+        cluster: config.cluster.clone(),
+        disable_privileged: config.disable_privileged,
+    };
+    let (driver, handle, changes, snapshots) =
+        Driver::new(Engine::new(engine_config(config), seed), runtime, settings);
+    let driver = if config.task_cpu_mem_limit {
+        driver.with_task_cgroups(local_run::cgroup_settings(config))
+    } else {
+        driver
+    };
+    tokio::spawn(driver.run());
+
+    // Engine changes and the session's own reports (tasks refused before the engine) share one
+    // ordered path to the reporter.
+    let (report_tx, report_rx) = mpsc::unbounded_channel();
+    tokio::spawn(forward(changes, report_tx.clone()));
+    let (reporter, _sent) = Reporter::new(client.clone(), config.cluster.clone());
+    tokio::spawn(reporter.run(report_rx));
+
+    let ctx = SessionContext {
+        client,
+        sdk,
+        cluster: config.cluster.clone(),
+        instance_arn: registration.container_instance_arn,
+        docker_version,
+        agent_version: AGENT_VERSION.to_owned(),
+        agent_hash: AGENT_HASH.to_owned(),
+        engine: handle,
+        snapshots,
+        reports: report_tx,
+        credentials: credentials::Store::default(),
+    };
+    tokio::select! {
+        _ = session::run_acs(ctx) => Exit::Failure,
+        _ = shutdown_signal() => {
+            tracing::info!("stopping on signal; task containers keep running");
+            Exit::Success
+        }
+    }
+}
+
+async fn forward<T: Send + 'static>(
+    mut from: mpsc::UnboundedReceiver<T>,
+    to: mpsc::UnboundedSender<T>,
+) {
+    while let Some(item) = from.recv().await {
+        if to.send(item).is_err() {
+            break;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match &mut term {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,482 @@
+//! `ecs-agent run` end to end: the project's control-plane simulator, the IMDSv2 stub, the real
+//! dockerd and the agent binary. Registration as the capture shows it, the ACS URL, heartbeats,
+//! a task run and stopped with its reports, credentials acked, the task-manifest orphan stop, a
+//! dropped connection, malformed frames and a control-plane outage.
+//!
+//! The agent only ever talks to 127.0.0.1: IMDS is the stub, ECS is the simulator.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use serde_json::{json, Value};
+use support::ecs_sim::{EcsSim, SimConfig, WsKind};
+use support::imds::{ImdsConfig, ImdsStub};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+struct Agent {
+    child: Child,
+    cluster: String,
+    _dir: tempfile::TempDir,
+    stderr_path: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start(sim: &EcsSim, imds: &ImdsStub) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = sim.config().cluster_names[0].clone();
+        let stderr_path = dir.path().join("agent.stderr");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-agent"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
+            .env("ECS_BACKEND_HOST", sim.endpoint())
+            .env("AWS_DEFAULT_REGION", &sim.config().region)
+            .env("AWS_ACCESS_KEY_ID", &sim.config().access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &sim.config().secret_access_key)
+            .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.path().join("no-credentials"),
+            )
+            .env("ECS_CLUSTER", &cluster)
+            .env("ECS_LOGFILE", "")
+            .env("ECS_LOGLEVEL", "debug")
+            .env("ECS_DATADIR", dir.path().join("data"))
+            .env("ECS_AUDIT_LOGFILE", dir.path().join("audit.log"))
+            .env(
+                "ECS_AGENT_CONFIG_FILE_PATH",
+                dir.path().join("ecs.config.json"),
+            )
+            .env("ECS_IMAGE_PULL_BEHAVIOR", "prefer-cached")
+            .env("ECS_ENABLE_TASK_CPU_MEM_LIMIT", "false")
+            .env("ECS_CONTAINER_STOP_TIMEOUT", "2s")
+            .env("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "1h")
+            .arg("--ecs-config")
+            .arg(dir.path().join("ecs.config"))
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        if let Ok(host) = std::env::var("DOCKER_HOST") {
+            cmd.env("DOCKER_HOST", host);
+        }
+        Agent {
+            child: cmd.spawn().expect("agent starts"),
+            cluster,
+            _dir: dir,
+            stderr_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        let cluster = self.cluster.clone();
+        // Remove the task containers on a thread of its own (Drop may run inside a runtime).
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(remove_containers(&cluster));
+        })
+        .join();
+    }
+}
+
+async fn remove_containers(cluster: &str) {
+    let docker = support::env::docker().await;
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![format!("com.amazonaws.ecs.cluster={cluster}")],
+    )]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    for c in docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        let rm = RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = docker
+            .remove_container(c.id.as_deref().unwrap_or_default(), Some(rm))
+            .await;
+    }
+}
+
+async fn setup() -> (EcsSim, ImdsStub, Agent) {
+    let cluster = support::env::unique_name("cptest");
+    let sim = EcsSim::start(SimConfig {
+        cluster_names: vec![cluster],
+        ..SimConfig::default()
+    })
+    .await;
+    let imds = ImdsStub::start(ImdsConfig::default()).await;
+    let agent = Agent::start(&sim, &imds);
+    assert!(
+        sim.wait_connected(WsKind::Acs, 1, WAIT).await,
+        "the agent did not connect to ACS; its log:\n{}",
+        agent.log()
+    );
+    (sim, imds, agent)
+}
+
+fn task_json(agent: &Agent, family: &str, desired: &str) -> Value {
+    let id = support::env::unique_name("task").replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    json!({
+        "arn": format!("arn:aws:ecs:us-west-2:123456789012:task/{}/{id}", agent.cluster),
+        "family": family, "version": "1", "desiredStatus": desired, "launchType": "EC2", "networkMode": "bridge",
+        "containers": [{
+            "name": "app", "image": support::env::image(), "essential": true, "cpu": 10, "memory": 32,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
+            "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+            "environment": {"FOO": "bar"}, "overrides": "{}"
+        }]
+    })
+}
+
+fn payload(sim: &EcsSim, message_id: &str, seq: i64, tasks: Vec<Value>) -> Value {
+    json!({"type": "PayloadMessage", "message": {
+        "clusterArn": format!("arn:aws:ecs:us-west-2:123456789012:cluster/{}", sim.config().cluster_names[0]),
+        "containerInstanceArn": sim.container_instance_arn().unwrap(),
+        "messageId": message_id, "seqNum": seq, "generatedAt": 1795695300, "tasks": tasks
+    }})
+}
+
+fn with_desired(mut task: Value, desired: &str) -> Value {
+    task["desiredStatus"] = json!(desired);
+    task
+}
+
+async fn wait_report(sim: &EcsSim, task_arn: &str, status: &str) -> Value {
+    let arn = task_arn.to_owned();
+    let status_s = status.to_owned();
+    let found = sim
+        .wait_task_state_change(
+            move |b| b["task"] == json!(arn) && b["status"] == json!(status_s),
+            WAIT,
+        )
+        .await;
+    found
+        .unwrap_or_else(|| {
+            panic!(
+                "no {status} report for {task_arn}; reports: {:#?}",
+                sim.task_state_changes()
+            )
+        })
+        .body
+}
+
+#[tokio::test]
+async fn registration_matches_the_captured_request() {
+    let (sim, imds, agent) = setup().await;
+    let reg = &sim.registrations()[0].body;
+    assert_eq!(reg["cluster"], json!(agent.cluster));
+    let doc = reg["instanceIdentityDocument"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(doc).unwrap();
+    assert_eq!(
+        parsed["instanceId"],
+        json!(imds.config().instance_id),
+        "the raw document is passed through"
+    );
+    assert_eq!(
+        reg["instanceIdentityDocumentSignature"],
+        json!(imds.config().signature)
+    );
+    let token = reg["clientToken"].as_str().expect("clientToken");
+    assert!(uuid::Uuid::parse_str(token).is_ok(), "{token}");
+    let resources = reg["totalResources"].as_array().unwrap();
+    let names: Vec<&str> = resources
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["CPU", "MEMORY", "PORTS", "PORTS_UDP"]);
+    assert_eq!(resources[0]["type"], "INTEGER");
+    let cores = std::thread::available_parallelism().unwrap().get() as i64;
+    assert_eq!(resources[0]["integerValue"], json!(cores * 1024));
+    assert_eq!(
+        resources[2]["stringSetValue"],
+        json!(["22", "2375", "2376", "51678", "51679"])
+    );
+    let attrs: Vec<(&str, Option<&str>)> = reg["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a["value"].as_str()))
+        .collect();
+    for expected in [
+        ("ecs.os-type", Some("linux")),
+        ("ecs.os-family", Some("LINUX")),
+        ("ecs.capability.container-ordering", None),
+        ("com.amazonaws.ecs.capability.docker-remote-api.1.32", None),
+        (
+            "com.amazonaws.ecs.capability.logging-driver.json-file",
+            None,
+        ),
+    ] {
+        assert!(
+            attrs.contains(&expected),
+            "{expected:?} missing from {attrs:?}"
+        );
+    }
+    assert!(
+        reg.get("containerInstanceArn").is_none(),
+        "first registration carries no ARN"
+    );
+    assert!(
+        reg.get("versionInfo").is_none(),
+        "the official agent sends no versionInfo"
+    );
+    assert!(imds.count("/latest/api/token") >= 1, "IMDSv2 token used");
+}
+
+#[tokio::test]
+async fn the_acs_url_carries_the_official_parameters() {
+    let (sim, _imds, _agent) = setup().await;
+    let upgrade = sim
+        .upgrades()
+        .into_iter()
+        .find(|u| u.kind == WsKind::Acs && u.accepted)
+        .unwrap();
+    let q: std::collections::BTreeMap<String, String> = upgrade.query.iter().cloned().collect();
+    assert_eq!(q["clusterArn"], sim.config().cluster_names[0]);
+    assert_eq!(
+        q["containerInstanceArn"],
+        sim.container_instance_arn().unwrap()
+    );
+    assert_eq!(q["seqNum"], "1");
+    assert_eq!(q["protocolVersion"], "2");
+    assert_eq!(q["sendCredentials"], "true", "first connection after start");
+    assert_eq!(q["agentVersion"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        q["dockerVersion"].starts_with("DockerVersion: "),
+        "{:?}",
+        q["dockerVersion"]
+    );
+    let keys: Vec<&String> = upgrade.query.iter().map(|(k, _)| k).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(
+        keys, sorted,
+        "query keys come out sorted, as Go's url.Values"
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_are_acked_and_malformed_frames_do_not_end_the_session() {
+    let (sim, _imds, agent) = setup().await;
+    for garbage in [
+        json!("not an envelope"),
+        json!({"type": "PayloadMessage", "message": {"tasks": 7}}),
+        json!({"type": "NoSuchMessage", "message": {}}),
+    ] {
+        let _ = sim.acs_send(garbage);
+    }
+    sim.acs_send(
+        json!({"type": "HeartbeatMessage", "message": {"healthy": true, "messageId": "hb-1"}}),
+    )
+    .unwrap();
+    let ack = sim
+        .wait_acs_frame(
+            |f| f.msg_type.as_deref() == Some("HeartbeatAckRequest"),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| panic!("no heartbeat ack; log:\n{}", agent.log()));
+    assert!(ack.valid, "{:?}", ack.error);
+    assert_eq!(
+        ack.raw,
+        r#"{"type":"HeartbeatAckRequest","message":{"messageId":"hb-1"}}"#
+    );
+    assert_eq!(
+        sim.acs_connections(),
+        1,
+        "the garbage did not cost the connection"
+    );
+}
+
+#[tokio::test]
+async fn a_payload_runs_the_task_and_reports_running_then_stopped() {
+    let (sim, _imds, agent) = setup().await;
+    let task = task_json(&agent, "cprun", "RUNNING");
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    sim.acs_send(payload(&sim, "payload-1", 1, vec![task.clone()]))
+        .unwrap();
+    let ack = sim
+        .wait_acs_frame(
+            |f| f.msg_type.as_deref() == Some("AckRequest") && f.message_id() == Some("payload-1"),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| panic!("no ack; log:\n{}", agent.log()));
+    assert!(ack.valid, "{:?}", ack.error);
+    let running = wait_report(&sim, &arn, "RUNNING").await;
+    let c = &running["containers"][0];
+    assert_eq!(c["containerName"], "app");
+    assert_eq!(c["status"], "RUNNING");
+    let runtime_id = c["runtimeId"].as_str().unwrap().to_owned();
+    let binding = &c["networkBindings"][0];
+    assert_eq!(binding["containerPort"], 8080);
+    assert!(binding["hostPort"].as_i64().unwrap() > 0);
+    let docker = support::env::docker().await;
+    let inspect = docker.inspect_container(&runtime_id, None).await.unwrap();
+    assert_eq!(inspect.state.unwrap().running, Some(true));
+    sim.acs_send(payload(
+        &sim,
+        "payload-2",
+        2,
+        vec![with_desired(task, "STOPPED")],
+    ))
+    .unwrap();
+    let stopped = wait_report(&sim, &arn, "STOPPED").await;
+    assert_eq!(stopped["containers"][0]["exitCode"], 0, "{stopped}");
+    assert!(stopped.get("executionStoppedAt").is_some());
+    let order: Vec<String> = sim
+        .task_state_changes()
+        .iter()
+        .filter(|r| r.body["task"] == json!(arn))
+        .map(|r| r.body["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order, ["RUNNING", "STOPPED"], "each state once, in order");
+}
+
+#[tokio::test]
+async fn role_credentials_are_acked() {
+    let (sim, _imds, agent) = setup().await;
+    let task = task_json(&agent, "cpcreds", "RUNNING");
+    sim.acs_send(json!({"type": "IAMRoleCredentialsMessage", "message": {
+        "messageId": "creds-1", "taskArn": task["arn"], "roleType": "TaskApplication",
+        "roleCredentials": {"credentialsId": "cid-1", "roleArn": "arn:aws:iam::123456789012:role/app",
+            "accessKeyId": "ASIATEST", "secretAccessKey": "SECRET", "sessionToken": "TOKEN", "expiration": "2026-11-26T20:00:00Z"}
+    }}))
+    .unwrap();
+    let ack = sim
+        .wait_acs_frame(
+            |f| f.msg_type.as_deref() == Some("IAMRoleCredentialsAckRequest"),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| panic!("no credentials ack; log:\n{}", agent.log()));
+    assert!(ack.valid, "{:?}", ack.error);
+    assert_eq!(ack.message()["credentialsId"], "cid-1");
+    assert_eq!(ack.message()["expiration"], "2026-11-26T20:00:00Z");
+    assert!(!agent.log().contains("SECRET"), "credentials never logged");
+}
+
+#[tokio::test]
+async fn a_task_missing_from_the_manifest_is_verified_then_stopped() {
+    let (sim, _imds, agent) = setup().await;
+    let task = task_json(&agent, "cporphan", "RUNNING");
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    sim.acs_send(payload(&sim, "p-1", 1, vec![task])).unwrap();
+    wait_report(&sim, &arn, "RUNNING").await;
+    sim.acs_send(json!({"type": "TaskManifestMessage", "message": {
+        "clusterArn": format!("arn:aws:ecs:us-west-2:123456789012:cluster/{}", agent.cluster),
+        "containerInstanceArn": sim.container_instance_arn().unwrap(),
+        "messageId": "manifest-1", "generatedAt": 1795695400, "timeline": 5, "tasks": []
+    }}))
+    .unwrap();
+    let verification = sim
+        .wait_acs_frame(
+            |f| f.msg_type.as_deref() == Some("TaskStopVerificationMessage"),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| panic!("no stop verification; log:\n{}", agent.log()));
+    assert!(verification.valid, "{:?}", verification.error);
+    assert_eq!(verification.message()["messageId"], "manifest-1");
+    assert_eq!(
+        verification.message()["stopCandidates"][0]["taskArn"],
+        json!(arn)
+    );
+    sim.acs_send(json!({"type": "TaskStopVerificationAck", "message": {
+        "messageId": "manifest-1", "generatedAt": 1795695401, "stopTasks": [{"taskArn": arn, "desiredStatus": "STOPPED"}]
+    }}))
+    .unwrap();
+    wait_report(&sim, &arn, "STOPPED").await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_restored_without_losing_a_report() {
+    let (sim, _imds, agent) = setup().await;
+    let task = task_json(&agent, "cpdrop", "RUNNING");
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    sim.acs_send(payload(&sim, "p-1", 1, vec![task.clone()]))
+        .unwrap();
+    wait_report(&sim, &arn, "RUNNING").await;
+    sim.acs_disconnect();
+    assert!(
+        sim.wait_connected(WsKind::Acs, 2, WAIT).await,
+        "no reconnect; log:\n{}",
+        agent.log()
+    );
+    let second = sim
+        .upgrades()
+        .into_iter()
+        .filter(|u| u.kind == WsKind::Acs && u.accepted)
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        second.send_credentials,
+        Some(false),
+        "only the first connection asks for credentials"
+    );
+    sim.acs_send(payload(&sim, "p-2", 2, vec![with_desired(task, "STOPPED")]))
+        .unwrap();
+    wait_report(&sim, &arn, "STOPPED").await;
+}
+
+#[tokio::test]
+async fn reports_made_during_an_outage_are_delivered_in_order_afterwards() {
+    let (sim, _imds, agent) = setup().await;
+    let task = task_json(&agent, "cpoutage", "RUNNING");
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    sim.set_api_outage(true);
+    let began = SystemTime::now();
+    sim.acs_send(payload(&sim, "p-1", 1, vec![task.clone()]))
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sim.acs_send(payload(&sim, "p-2", 2, vec![with_desired(task, "STOPPED")]))
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let refused = sim
+        .api_calls()
+        .iter()
+        .filter(|c| c.operation == "SubmitTaskStateChange" && c.status == 503)
+        .count();
+    assert!(refused >= 1, "the agent tried during the outage");
+    assert!(sim
+        .task_state_changes()
+        .iter()
+        .all(|r| r.body["task"] != json!(arn)));
+    sim.set_api_outage(false);
+    wait_report(&sim, &arn, "STOPPED").await;
+    let order: Vec<String> = sim
+        .task_state_changes()
+        .iter()
+        .filter(|r| r.body["task"] == json!(arn))
+        .map(|r| r.body["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        ["RUNNING", "STOPPED"],
+        "nothing lost, nothing twice, in order"
+    );
+    assert!(began.elapsed().unwrap() >= Duration::from_secs(11));
+}
