@@ -25,7 +25,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(sim: &EcsSim, imds: &ImdsStub) -> Agent {
+    fn start_with(sim: &EcsSim, imds: &ImdsStub, extra_env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let cluster = sim.config().cluster_names[0].clone();
         let stderr_path = dir.path().join("agent.stderr");
@@ -64,6 +64,9 @@ impl Agent {
             .stderr(stderr);
         if let Ok(host) = std::env::var("DOCKER_HOST") {
             cmd.env("DOCKER_HOST", host);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
         }
         Agent {
             child: cmd.spawn().expect("agent starts"),
@@ -121,6 +124,10 @@ async fn remove_containers(cluster: &str) {
 }
 
 async fn setup() -> (EcsSim, ImdsStub, Agent) {
+    setup_with(&[]).await
+}
+
+async fn setup_with(extra_env: &[(&str, &str)]) -> (EcsSim, ImdsStub, Agent) {
     let cluster = support::env::unique_name("cptest");
     let sim = EcsSim::start(SimConfig {
         cluster_names: vec![cluster],
@@ -128,7 +135,7 @@ async fn setup() -> (EcsSim, ImdsStub, Agent) {
     })
     .await;
     let imds = ImdsStub::start(ImdsConfig::default()).await;
-    let agent = Agent::start(&sim, &imds);
+    let agent = Agent::start_with(&sim, &imds, extra_env);
     assert!(
         sim.wait_connected(WsKind::Acs, 1, WAIT).await,
         "the agent did not connect to ACS; its log:\n{}",
@@ -479,4 +486,29 @@ async fn reports_made_during_an_outage_are_delivered_in_order_afterwards() {
         "nothing lost, nothing twice, in order"
     );
     assert!(began.elapsed().unwrap() >= Duration::from_secs(11));
+}
+
+#[tokio::test]
+async fn a_spot_interruption_notice_drains_the_instance() {
+    let (sim, imds, agent) = setup_with(&[("ECS_ENABLE_SPOT_INSTANCE_DRAINING", "true")]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !sim.api_calls()
+            .iter()
+            .any(|c| c.operation == "UpdateContainerInstancesState"),
+        "no notice, no draining"
+    );
+    imds.set_spot_action(Some(
+        r#"{"action": "terminate", "time": "2026-11-26T16:00:00Z"}"#,
+    ));
+    let call = sim
+        .wait_api_call(|c| c.operation == "UpdateContainerInstancesState", WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no draining; log:\n{}", agent.log()));
+    assert_eq!(call.status, 200, "{:?}", call.error_message);
+    assert_eq!(call.body["status"], "DRAINING");
+    assert_eq!(
+        call.body["containerInstances"][0],
+        json!(sim.container_instance_arn().unwrap())
+    );
 }

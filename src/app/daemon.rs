@@ -41,7 +41,7 @@ async fn instance_facts(
     if config.external {
         return Ok(None);
     }
-    match Imds::new(http).instance_facts().await {
+    match Imds::new(http.clone()).instance_facts().await {
         Ok(f) => Ok(Some(f)),
         Err(e) => {
             tracing::error!(error = %e, "cannot read the instance metadata");
@@ -62,6 +62,7 @@ pub async fn run(config: &Config) -> Exit {
     let docker_version = docker.version().await.ok().and_then(|v| v.version);
     let api_version = docker.client_version();
     let http = api::http_client();
+    let imds_client = Imds::new(http.clone());
     let facts = match instance_facts(config, http.clone()).await {
         Ok(f) => f,
         Err(exit) => return exit,
@@ -128,6 +129,7 @@ pub async fn run(config: &Config) -> Exit {
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     tokio::spawn(forward(changes, report_tx.clone()));
     let (reporter, _sent) = Reporter::new(client.clone(), config.cluster.clone());
+    let spot_client = client.clone();
     tokio::spawn(reporter.run(report_rx));
 
     let ctx = SessionContext {
@@ -143,11 +145,50 @@ pub async fn run(config: &Config) -> Exit {
         reports: report_tx,
         credentials: credentials::Store::default(),
     };
+    if config.spot_instance_draining && !config.external {
+        tokio::spawn(watch_spot_interruption(
+            imds_client.clone(),
+            spot_client,
+            ctx.cluster.clone(),
+            ctx.instance_arn.clone(),
+        ));
+    }
     tokio::select! {
         _ = session::run_acs(ctx) => Exit::Failure,
         _ = shutdown_signal() => {
             tracing::info!("stopping on signal; task containers keep running");
             Exit::Success
+        }
+    }
+}
+
+/// With `ECS_ENABLE_SPOT_INSTANCE_DRAINING`: polls IMDS `spot/instance-action` every second and,
+/// once a notice appears, sets the instance DRAINING so ECS moves its tasks away.
+async fn watch_spot_interruption(
+    imds: Imds,
+    client: aws_sdk_ecs::Client,
+    cluster: String,
+    instance_arn: String,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(action) = imds.spot_instance_action().await else {
+            continue;
+        };
+        tracing::warn!(notice = %action, "spot interruption notice; draining the instance");
+        let result = client
+            .update_container_instances_state()
+            .cluster(&cluster)
+            .container_instances(&instance_arn)
+            .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+            .send()
+            .await;
+        match result {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %api::ApiError::from_sdk("UpdateContainerInstancesState", e), "draining failed; retrying")
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ pub enum ImdsError {
 }
 
 /// An IMDSv2 client using the agent's HTTP client.
+#[derive(Clone)]
 pub struct Imds {
     client: Client,
 }

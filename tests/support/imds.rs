@@ -105,6 +105,8 @@ struct Shared {
     tokens: Mutex<Tokens>,
     log: Mutex<Vec<ImdsRequest>>,
     random: std::collections::hash_map::RandomState,
+    /// What `spot/instance-action` serves; 404 while `None`, as on EC2.
+    spot_action: Mutex<Option<String>>,
 }
 
 /// A running stub; it stops when dropped.
@@ -116,6 +118,11 @@ pub struct ImdsStub {
 
 impl ImdsStub {
     /// Binds 127.0.0.1 on a free port and serves until dropped.
+    /// Schedules (or clears) a Spot interruption notice, served at `spot/instance-action`.
+    pub fn set_spot_action(&self, action: Option<&str>) {
+        *self.shared.spot_action.lock().unwrap() = action.map(str::to_owned);
+    }
+
     pub async fn start(config: ImdsConfig) -> ImdsStub {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -126,6 +133,7 @@ impl ImdsStub {
             tokens: Mutex::default(),
             log: Mutex::default(),
             random: Default::default(),
+            spot_action: Mutex::default(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (tx, rx) = oneshot::channel();
@@ -204,10 +212,16 @@ async fn handle(
     response
 }
 
+const SPOT_PATH: &str = "/latest/meta-data/spot/instance-action";
+
 fn route(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap) -> Response {
     match (method, path == TOKEN_PATH) {
         (&Method::PUT, true) => issue_token(shared, headers),
         (&Method::GET, false) => match authorize(shared, headers) {
+            Ok(()) if path == SPOT_PATH => match shared.spot_action.lock().unwrap().clone() {
+                Some(action) => plain(StatusCode::OK, action),
+                None => plain(StatusCode::NOT_FOUND, String::new()),
+            },
             Ok(()) => serve(&shared.config, path),
             Err(status) => plain(status, String::new()),
         },
