@@ -239,23 +239,23 @@ fn strings(v: &[&str]) -> Vec<String> {
 config_table! {
     // ---- Core / identity ----
     /// Cluster the instance registers into; `default` is created if missing.
-    cluster: String { env: "ECS_CLUSTER", json: Some("Cluster"), status: Pending,
+    cluster: String { env: "ECS_CLUSTER", json: Some("Cluster"), status: Active,
         parse: parse::cluster, default: s("default") }
     /// Region of the ECS endpoint; read from the instance identity document when unset.
     /// Required when `ECS_EXTERNAL` is true.
-    aws_region: Option<String> { env: "AWS_DEFAULT_REGION", json: Some("AWSRegion"), status: Pending,
+    aws_region: Option<String> { env: "AWS_DEFAULT_REGION", json: Some("AWSRegion"), status: Active,
         parse: parse::region, default: None }
     /// Override of the ECS API endpoint (host or URL).
-    backend_host: Option<String> { env: "ECS_BACKEND_HOST", json: Some("APIEndpoint"), status: Pending,
+    backend_host: Option<String> { env: "ECS_BACKEND_HOST", json: Some("APIEndpoint"), status: Active,
         parse: parse::endpoint, default: None }
     /// ECS Anywhere mode: no instance metadata service; region must be given.
-    external: bool { env: "ECS_EXTERNAL", json: Some("External"), status: Pending,
+    external: bool { env: "ECS_EXTERNAL", json: Some("External"), status: Active,
         parse: parse::boolean, default: false }
     /// Custom attributes, sent on the first registration only (JSON object).
-    instance_attributes: BTreeMap<String, String> { env: "ECS_INSTANCE_ATTRIBUTES", json: Some("InstanceAttributes"), status: Pending,
+    instance_attributes: BTreeMap<String, String> { env: "ECS_INSTANCE_ATTRIBUTES", json: Some("InstanceAttributes"), status: Active,
         parse: parse::string_map, default: BTreeMap::new() }
     /// Tags for the container instance (JSON object).
-    container_instance_tags: BTreeMap<String, String> { env: "ECS_CONTAINER_INSTANCE_TAGS", json: Some("ContainerInstanceTags"), status: Pending,
+    container_instance_tags: BTreeMap<String, String> { env: "ECS_CONTAINER_INSTANCE_TAGS", json: Some("ContainerInstanceTags"), status: Active,
         parse: parse::string_map, default: BTreeMap::new() }
     /// Also tag the container instance with the EC2 instance's tags (`none` or `ec2_instance`).
     propagate_tags_from: PropagateTagsFrom { env: "ECS_CONTAINER_INSTANCE_PROPAGATE_TAGS_FROM", json: Some("ContainerInstancePropagateTagsFrom"), status: Pending,
@@ -264,13 +264,13 @@ config_table! {
     warm_pools_check: bool { env: "ECS_WARM_POOLS_CHECK", json: Some("WarmPoolsSupport"), status: Pending,
         parse: parse::boolean, default: false }
     /// Drain the instance when a Spot interruption notice arrives.
-    spot_instance_draining: bool { env: "ECS_ENABLE_SPOT_INSTANCE_DRAINING", json: Some("SpotInstanceDrainingEnabled"), status: Pending,
+    spot_instance_draining: bool { env: "ECS_ENABLE_SPOT_INSTANCE_DRAINING", json: Some("SpotInstanceDrainingEnabled"), status: Active,
         parse: parse::boolean, default: false }
     /// IP family of the instance (`ipv4` or `ipv6`); detected from the default routes when unset.
     instance_ip_compatibility: Option<IpCompatibility> { env: "ECS_INSTANCE_IP_COMPATIBILITY", json: Some("InstanceIPCompatibility"), status: Pending,
         parse: opt(ip_compatibility), default: None }
     /// Detailed OS family reported to ECS (ecs-init sets it from /etc/os-release).
-    detailed_os_family: Option<String> { env: "ECS_DETAILED_OS_FAMILY", json: None, status: Pending,
+    detailed_os_family: Option<String> { env: "ECS_DETAILED_OS_FAMILY", json: None, status: Active,
         parse: parse::opt_token, default: None }
 
     // ---- Resources / placement ----
@@ -386,19 +386,19 @@ config_table! {
     disable_privileged: bool { env: "ECS_DISABLE_PRIVILEGED", json: Some("PrivilegedDisabled"), status: Active,
         parse: parse::boolean, default: false }
     /// Advertise SELinux support (docker security options).
-    selinux_capable: bool { env: "ECS_SELINUX_CAPABLE", json: Some("SELinuxCapable"), status: Pending,
+    selinux_capable: bool { env: "ECS_SELINUX_CAPABLE", json: Some("SELinuxCapable"), status: Active,
         parse: parse::boolean, default: false }
     /// Advertise AppArmor support (docker security options).
-    apparmor_capable: bool { env: "ECS_APPARMOR_CAPABLE", json: Some("AppArmorCapable"), status: Pending,
+    apparmor_capable: bool { env: "ECS_APPARMOR_CAPABLE", json: Some("AppArmorCapable"), status: Active,
         parse: parse::boolean, default: false }
     /// Log drivers tasks may use (JSON array; each must be a Docker log driver ECS knows).
-    available_logging_drivers: Vec<String> { env: "ECS_AVAILABLE_LOGGING_DRIVERS", json: Some("AvailableLoggingDrivers"), status: Pending,
+    available_logging_drivers: Vec<String> { env: "ECS_AVAILABLE_LOGGING_DRIVERS", json: Some("AvailableLoggingDrivers"), status: Active,
         parse: parse::string_list, default: strings(&["json-file", "syslog", "awslogs", "fluentd", "none"]) }
     /// Let awslogs use the task execution role (ecs-init turns it on).
     awslogs_execution_role_override: bool { env: "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", json: Some("OverrideAWSLogsExecutionRole"), status: Pending,
         parse: parse::boolean, default: true }
     /// Ignore container health checks.
-    disable_docker_health_check: bool { env: "ECS_DISABLE_DOCKER_HEALTH_CHECK", json: Some("DisableDockerHealthCheck"), status: Pending,
+    disable_docker_health_check: bool { env: "ECS_DISABLE_DOCKER_HEALTH_CHECK", json: Some("DisableDockerHealthCheck"), status: Active,
         parse: parse::boolean, default: false }
     /// Write the container metadata file into each container.
     container_metadata: bool { env: "ECS_ENABLE_CONTAINER_METADATA", json: Some("ContainerMetadataEnabled"), status: Pending,
