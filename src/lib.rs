@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod credentials;
+pub mod endpoints;
 pub mod engine;
 pub mod model;
 pub mod runtime;

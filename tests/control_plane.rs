@@ -512,3 +512,47 @@ async fn a_spot_interruption_notice_drains_the_instance() {
         json!(sim.container_instance_arn().unwrap())
     );
 }
+
+#[tokio::test]
+async fn a_task_role_reaches_the_containers_as_the_credentials_uri() {
+    let (sim, _imds, agent) = setup().await;
+    let mut task = task_json(&agent, "cprole", "RUNNING");
+    task["roleCredentials"] = json!({"credentialsId": "cid-role-1", "roleArn": "arn:aws:iam::123456789012:role/app",
+        "accessKeyId": "ASIATEST", "secretAccessKey": "SECRET", "sessionToken": "TOKEN", "expiration": "2026-11-26T20:00:00Z"});
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    sim.acs_send(payload(&sim, "p-role", 1, vec![task]))
+        .unwrap();
+    let ack = sim
+        .wait_acs_frame(
+            |f| f.msg_type.as_deref() == Some("IAMRoleCredentialsAckRequest"),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| panic!("no credentials ack; log:\n{}", agent.log()));
+    assert_eq!(
+        ack.message()["messageId"],
+        "p-role",
+        "acked with the payload's message id"
+    );
+    let running = wait_report(&sim, &arn, "RUNNING").await;
+    let id = running["containers"][0]["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let env = support::env::docker()
+        .await
+        .inspect_container(&id, None)
+        .await
+        .unwrap()
+        .config
+        .unwrap()
+        .env
+        .unwrap();
+    assert!(
+        env.contains(
+            &"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/cid-role-1".to_owned()
+        ),
+        "{env:?}"
+    );
+    assert!(env.contains(&"FOO=bar".to_owned()));
+}

@@ -13,8 +13,13 @@ use crate::control::imds::{Imds, InstanceFacts};
 use crate::control::register::{self, RegisterError, RegisterRequest};
 use crate::control::reporter::Reporter;
 use crate::control::session::{self, SessionContext};
-use crate::credentials;
+use crate::credentials::{self, RoleType};
+use crate::endpoints::audit::AuditLog;
+use crate::endpoints::credentials::{serve_on, CredentialsApi};
+use crate::endpoints::ratelimit::RateLimiter;
+use crate::engine::Change;
 use crate::engine::{Engine, EngineConfig};
+use crate::model::Status;
 use crate::runtime::{DockerRuntime, Driver, DriverSettings};
 
 /// The agent's version as ACS wants it (no leading `v`).
@@ -122,12 +127,19 @@ pub async fn run(config: &Config) -> Exit {
     } else {
         driver
     };
+    let driver = if config.task_iam_role {
+        driver.with_task_iam_role()
+    } else {
+        driver
+    };
     tokio::spawn(driver.run());
+    let store = credentials::Store::default();
+    start_credentials_endpoint(config, store.clone(), &registration.container_instance_arn).await;
 
     // Engine changes and the session's own reports (tasks refused before the engine) share one
     // ordered path to the reporter.
     let (report_tx, report_rx) = mpsc::unbounded_channel();
-    tokio::spawn(forward(changes, report_tx.clone()));
+    tokio::spawn(forward_changes(changes, report_tx.clone(), store.clone()));
     let (reporter, _sent) = Reporter::new(client.clone(), config.cluster.clone());
     let spot_client = client.clone();
     tokio::spawn(reporter.run(report_rx));
@@ -143,7 +155,7 @@ pub async fn run(config: &Config) -> Exit {
         engine: handle,
         snapshots,
         reports: report_tx,
-        credentials: credentials::Store::default(),
+        credentials: store,
     };
     if config.spot_instance_draining && !config.external {
         tokio::spawn(watch_spot_interruption(
@@ -193,13 +205,73 @@ async fn watch_spot_interruption(
     }
 }
 
-async fn forward<T: Send + 'static>(
-    mut from: mpsc::UnboundedReceiver<T>,
-    to: mpsc::UnboundedSender<T>,
+/// Passes engine changes on to the reporter; a task that stopped loses its task-role
+/// credentials (the execution role's stay until cleanup, for log drivers).
+async fn forward_changes(
+    mut from: mpsc::UnboundedReceiver<Change>,
+    to: mpsc::UnboundedSender<Change>,
+    store: credentials::Store,
 ) {
-    while let Some(item) = from.recv().await {
-        if to.send(item).is_err() {
+    while let Some(change) = from.recv().await {
+        if let Change::Task(t) = &change {
+            if t.status == Status::Stopped {
+                store.remove_task(&t.task_arn, RoleType::Task);
+            }
+        }
+        if to.send(change).is_err() {
             break;
+        }
+    }
+}
+
+/// Where the credentials endpoint listens; containers reach it as 169.254.170.2:80 through the
+/// host rules ecs-init sets up.
+const CREDENTIALS_ADDR: &str = "127.0.0.1:51679";
+
+/// The audit log's writer, unless it is disabled or cannot be opened.
+fn audit_sink(config: &Config) -> Option<Box<dyn std::io::Write + Send>> {
+    if config.audit_logfile_disabled || config.audit_logfile.is_empty() {
+        return None;
+    }
+    let path = std::path::Path::new(&config.audit_logfile);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        Ok(f) => Some(Box::new(f)),
+        Err(e) => {
+            tracing::warn!(path = %config.audit_logfile, error = %e, "cannot open the audit log");
+            None
+        }
+    }
+}
+
+/// Starts the credentials endpoint; a failure to bind is logged, not fatal.
+async fn start_credentials_endpoint(
+    config: &Config,
+    store: credentials::Store,
+    instance_arn: &str,
+) {
+    let limit = config.task_metadata_rps_limit;
+    let api = std::sync::Arc::new(CredentialsApi {
+        store,
+        limiter: RateLimiter::new(limit.steady, limit.burst),
+        audit: AuditLog::new(audit_sink(config), &config.cluster, instance_arn),
+    });
+    match tokio::net::TcpListener::bind(CREDENTIALS_ADDR).await {
+        Ok(listener) => {
+            tokio::spawn(async move {
+                if let Err(e) = serve_on(listener, api).await {
+                    tracing::error!(error = %e, "the credentials endpoint stopped");
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(addr = CREDENTIALS_ADDR, error = %e, "cannot serve task credentials")
         }
     }
 }

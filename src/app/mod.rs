@@ -8,6 +8,7 @@ pub mod exit;
 pub mod host;
 pub mod local_run;
 mod logfile;
+pub(crate) use logfile::civil_from_days;
 pub mod logging;
 
 use std::collections::BTreeMap;

@@ -40,16 +40,41 @@ pub struct Entry {
 
 /// Shared store; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Store(Arc<RwLock<HashMap<String, Entry>>>);
+pub struct Store(
+    Arc<RwLock<HashMap<String, Entry>>>,
+    Arc<RwLock<std::collections::HashSet<String>>>,
+);
 
 impl Store {
     /// Stores (or refreshes in place) a credential set under its credentials ID.
     pub fn put(&self, entry: Entry) {
         let id = entry.credentials.credentials_id.clone();
+        self.1
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         self.0
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, entry);
+    }
+
+    /// Marks an ID as known but not yet delivered (a task restored after an agent restart,
+    /// until ACS resends its credentials): the endpoint answers 503, not 400.
+    pub fn mark_pending(&self, credentials_id: &str) {
+        if self.get(credentials_id).is_none() {
+            self.1
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(credentials_id.to_owned());
+        }
+    }
+
+    pub fn is_pending(&self, credentials_id: &str) -> bool {
+        self.1
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(credentials_id)
     }
 
     pub fn get(&self, credentials_id: &str) -> Option<Entry> {

@@ -70,6 +70,7 @@ pub struct Driver {
     snapshot: watch::Sender<Snapshot>,
     wake: Option<Instant>,
     cgroups: Option<CgroupSettings>,
+    task_iam_role: bool,
 }
 
 /// Current Unix time in milliseconds.
@@ -106,6 +107,7 @@ impl Driver {
             snapshot,
             wake: None,
             cgroups: None,
+            task_iam_role: false,
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -114,6 +116,13 @@ impl Driver {
     /// (`ECS_ENABLE_TASK_CPU_MEM_LIMIT`).
     pub fn with_task_cgroups(mut self, settings: CgroupSettings) -> Self {
         self.cgroups = Some(settings);
+        self
+    }
+
+    /// Gives the containers of tasks with a task role `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`
+    /// (`ECS_ENABLE_TASK_IAM_ROLE`), so the SDKs inside find the credentials endpoint.
+    pub fn with_task_iam_role(mut self) -> Self {
+        self.task_iam_role = true;
         self
     }
 
@@ -278,6 +287,7 @@ impl Driver {
         let docker = self.docker.clone();
         let settings = self.settings.clone();
         let cgroups = self.cgroups.clone();
+        let env = agent_env(&task, self.task_iam_role);
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
             let cgroup_parent = match &cgroups {
@@ -302,7 +312,6 @@ impl Driver {
                 .zip(model.port_mappings.iter().flatten())
                 .map(|(b, pm)| resolved(b, pm.container_port_range.is_some()))
                 .collect();
-            let env = BTreeMap::new();
             let ctx = CreateContext {
                 cluster: &settings.cluster,
                 host_ports: &ports,
@@ -343,6 +352,22 @@ fn prepare_cgroup(task: &Task, cg: &CgroupSettings) -> Result<String, String> {
     cgroup::create(&cg.root, &parent, &spec)
         .map_err(|e| fail(format!("cannot create {parent}: {e}")))?;
     Ok(parent)
+}
+
+/// Environment the agent adds to every container of a task.
+fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let role = task
+        .role_credentials
+        .as_ref()
+        .filter(|c| !c.credentials_id.is_empty());
+    if let (true, Some(c)) = (task_iam_role, role) {
+        env.insert(
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".to_owned(),
+            format!("/v2/credentials/{}", c.credentials_id),
+        );
+    }
+    env
 }
 
 async fn sleep_until(at: Option<Instant>) {
