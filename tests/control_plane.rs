@@ -556,3 +556,34 @@ async fn a_task_role_reaches_the_containers_as_the_credentials_uri() {
     );
     assert!(env.contains(&"FOO=bar".to_owned()));
 }
+
+#[tokio::test]
+async fn telemetry_connects_and_publishes_signed_frames() {
+    let (sim, _imds, agent) = setup().await;
+    assert!(
+        sim.wait_connected(WsKind::Tcs, 1, WAIT).await,
+        "no TCS connection; log:\n{}",
+        agent.log()
+    );
+    let upgrade = sim
+        .upgrades()
+        .into_iter()
+        .find(|u| u.kind == WsKind::Tcs && u.accepted)
+        .unwrap();
+    let q: std::collections::BTreeMap<String, String> = upgrade.query.iter().cloned().collect();
+    assert_eq!(q["cluster"], agent.cluster);
+    assert!(
+        !q["dockerVersion"].starts_with("DockerVersion"),
+        "TCS gets the bare version"
+    );
+    let frame = sim
+        .wait_tcs_frame(
+            |f| f.msg_type.as_deref() == Some("PublishMetricsRequest"),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| panic!("no metrics frame; log:\n{}", agent.log()));
+    assert!(frame.valid, "{:?}", frame.error);
+    assert_eq!(frame.message()["metadata"]["idle"], true);
+    assert_eq!(frame.message()["metadata"]["fin"], true);
+}

@@ -13,6 +13,7 @@ use crate::control::imds::{Imds, InstanceFacts};
 use crate::control::register::{self, RegisterError, RegisterRequest};
 use crate::control::reporter::Reporter;
 use crate::control::session::{self, SessionContext};
+use crate::control::telemetry::{self, TelemetryContext};
 use crate::credentials::{self, RoleType};
 use crate::endpoints::audit::AuditLog;
 use crate::endpoints::credentials::{serve_on, CredentialsApi};
@@ -115,6 +116,7 @@ pub async fn run(config: &Config) -> Exit {
     tracing::info!(container_instance = %registration.container_instance_arn, cluster = %config.cluster, "registered");
 
     let seed = crate::runtime::driver::now_millis() ^ (u64::from(std::process::id()) << 32);
+    let tcs_docker = docker.clone();
     let runtime = DockerRuntime::new(docker, local_run::docker_settings(config));
     let settings = DriverSettings {
         cluster: config.cluster.clone(),
@@ -144,6 +146,19 @@ pub async fn run(config: &Config) -> Exit {
     let spot_client = client.clone();
     tokio::spawn(reporter.run(report_rx));
 
+    tokio::spawn(telemetry::run_tcs(TelemetryContext {
+        client: client.clone(),
+        sdk: sdk.clone(),
+        cluster: config.cluster.clone(),
+        instance_arn: registration.container_instance_arn.clone(),
+        docker_version: docker_version.clone(),
+        agent_version: AGENT_VERSION.to_owned(),
+        agent_hash: AGENT_HASH.to_owned(),
+        docker: tcs_docker,
+        snapshots: snapshots.clone(),
+        disable_metrics: config.disable_metrics,
+        publish_interval: telemetry::PUBLISH_INTERVAL,
+    }));
     let ctx = SessionContext {
         client,
         sdk,

@@ -468,7 +468,7 @@ config_table! {
 
     // ---- Metrics / endpoints ----
     /// Do not collect or send container metrics.
-    disable_metrics: bool { env: "ECS_DISABLE_METRICS", json: Some("DisableMetrics"), status: Pending,
+    disable_metrics: bool { env: "ECS_DISABLE_METRICS", json: Some("DisableMetrics"), status: Active,
         parse: parse::boolean, default: false }
     /// Poll docker stats instead of streaming them.
     poll_metrics: bool { env: "ECS_POLL_METRICS", json: Some("PollMetrics"), status: Pending,

@@ -12,3 +12,4 @@ pub mod reporter;
 pub mod session;
 pub mod sigv4;
 pub mod tcs;
+pub mod telemetry;
