@@ -10,7 +10,6 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use serde_json::{json, Value};
 use support::ecs_sim::{EcsSim, SimConfig, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
@@ -103,24 +102,7 @@ impl Drop for Agent {
 
 async fn remove_containers(cluster: &str) {
     let docker = support::env::docker().await;
-    let filters = std::collections::HashMap::from([(
-        "label".to_owned(),
-        vec![format!("com.amazonaws.ecs.cluster={cluster}")],
-    )]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    for c in docker
-        .list_containers(Some(options))
-        .await
-        .unwrap_or_default()
-    {
-        let rm = RemoveContainerOptionsBuilder::default().force(true).build();
-        let _ = docker
-            .remove_container(c.id.as_deref().unwrap_or_default(), Some(rm))
-            .await;
-    }
+    support::env::remove_cluster_containers(&docker, cluster).await;
 }
 
 async fn setup() -> (EcsSim, ImdsStub, Agent) {

@@ -9,14 +9,13 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use ecs_agent::config::ImagePullBehavior;
 use ecs_agent::engine::{Change, Engine, EngineConfig, HostCapacity, Input, TaskState};
 use ecs_agent::model::{task_from_definition, LocalRunOptions, Status, Task};
 use ecs_agent::runtime::cgroup::CgroupSettings;
 use ecs_agent::runtime::{
-    names, DockerRuntime, DockerSettings, Driver, DriverHandle, DriverSettings, Snapshot,
+    DockerRuntime, DockerSettings, Driver, DriverHandle, DriverSettings, Snapshot,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -165,29 +164,7 @@ impl Harness {
 
     /// Removes every container this test's tasks made.
     async fn cleanup(&self) {
-        let filters = std::collections::HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}={}", names::LABEL_CLUSTER, self.cluster)],
-        )]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        for c in self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .unwrap_or_default()
-        {
-            let rm = RemoveContainerOptionsBuilder::default()
-                .force(true)
-                .v(true)
-                .build();
-            let _ = self
-                .docker
-                .remove_container(c.id.as_deref().unwrap_or_default(), Some(rm))
-                .await;
-        }
+        support::env::remove_cluster_containers(&self.docker, &self.cluster).await;
         self.handle.shutdown();
     }
 }

@@ -16,14 +16,13 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_ecs::types::{Attribute, Resource};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use ecs_agent::config::ImagePullBehavior;
 use ecs_agent::control::telemetry::{run_tcs, TelemetryContext};
 use ecs_agent::engine::{Engine, EngineConfig, HostCapacity, Input};
 use ecs_agent::model::{task_from_definition, LocalRunOptions, Status, Task};
 use ecs_agent::runtime::{
-    names, DockerRuntime, DockerSettings, Driver, DriverHandle, DriverSettings, Snapshot,
+    DockerRuntime, DockerSettings, Driver, DriverHandle, DriverSettings, Snapshot,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -253,29 +252,7 @@ impl Host {
 
     /// Removes every container this test's tasks made.
     async fn cleanup(&self) {
-        let filters = std::collections::HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}={}", names::LABEL_CLUSTER, self.cluster)],
-        )]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        for c in self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .unwrap_or_default()
-        {
-            let rm = RemoveContainerOptionsBuilder::default()
-                .force(true)
-                .v(true)
-                .build();
-            let _ = self
-                .docker
-                .remove_container(c.id.as_deref().unwrap_or_default(), Some(rm))
-                .await;
-        }
+        support::env::remove_cluster_containers(&self.docker, &self.cluster).await;
         self.handle.shutdown();
     }
 }

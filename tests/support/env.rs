@@ -96,3 +96,30 @@ pub async fn require_listening(what: &str, endpoint: &str) {
         Err(_) => panic!("{what} on {addr} did not accept a connection in 5 s; {START_HINT}"),
     }
 }
+
+/// Force-removes every container (and its anonymous volumes) labelled with this ECS cluster:
+/// how tests clean up what their tasks made, even after a failure.
+pub async fn remove_cluster_containers(docker: &Docker, cluster: &str) {
+    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![format!("com.amazonaws.ecs.cluster={cluster}")],
+    )]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    for c in docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        let rm = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = docker
+            .remove_container(c.id.as_deref().unwrap_or_default(), Some(rm))
+            .await;
+    }
+}
