@@ -546,3 +546,127 @@ async fn prepare_volume(
     }
     Ok(source)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::ImagePullBehavior;
+    use crate::engine::DockerEvent;
+    use crate::runtime::DockerSettings;
+
+    /// A fake dockerd on a unix socket whose event stream sends one `die` event, then ends.
+    async fn fake_docker(dir: &std::path::Path) -> (DockerRuntime, Arc<AtomicUsize>) {
+        let sock = dir.join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let counter = opened.clone();
+        let pulls = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let counter = counter.clone();
+            let pulls = pulls.clone();
+            async move {
+                if uri.path().ends_with("/images/create") {
+                    // Records the most pulls in flight at once, in the second counter.
+                    let now = pulls.0.fetch_add(1, Ordering::SeqCst) + 1;
+                    pulls.1.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    pulls.0.fetch_sub(1, Ordering::SeqCst);
+                    let most = pulls.1.load(Ordering::SeqCst);
+                    return (
+                        axum::http::StatusCode::OK,
+                        format!("{{\"status\":\"most in flight {most}\"}}\n"),
+                    );
+                }
+                if !uri.path().ends_with("/events") {
+                    return (axum::http::StatusCode::NOT_FOUND, String::new());
+                }
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let event = serde_json::json!({"Type": "container", "Action": "die", "time": 1,
+                    "Actor": {"ID": format!("c{n}"), "Attributes": {"exitCode": "3"}}});
+                (axum::http::StatusCode::OK, format!("{event}\n"))
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let docker = bollard::Docker::connect_with_unix(
+            sock.to_str().unwrap(),
+            5,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let settings = DockerSettings {
+            pull_behavior: ImagePullBehavior::PreferCached,
+            pull_timeout: Duration::from_secs(5),
+            create_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(5),
+            max_concurrent_pulls: 2,
+        };
+        (DockerRuntime::new(docker, settings), opened)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_event_stream_is_reopened_after_asking_for_a_resync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, opened) = fake_docker(dir.path()).await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let watcher = tokio::spawn(watch_events(runtime, tx));
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let msg = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a message")
+                .unwrap();
+            seen.push(match msg {
+                Msg::Input(Input::Docker {
+                    docker_id,
+                    event: DockerEvent::Died { exit_code },
+                }) => format!("{docker_id} died {exit_code:?}"),
+                Msg::Resync => "resync".to_owned(),
+                _ => "other".to_owned(),
+            });
+        }
+        watcher.abort();
+        assert_eq!(seen, ["c1 died Some(3)", "resync", "c2 died Some(3)"]);
+        assert!(
+            opened.load(Ordering::SeqCst) >= 2,
+            "the stream was opened again"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_more_pulls_run_at_once_than_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, _) = fake_docker(dir.path()).await;
+        let pulls: Vec<_> = (0..6)
+            .map(|i| {
+                let r = runtime.clone();
+                tokio::spawn(async move { r.pull(&format!("127.0.0.1:1/img{i}:latest")).await })
+            })
+            .collect();
+        for p in pulls {
+            assert!(matches!(p.await.unwrap(), Outcome::Pulled { .. }));
+        }
+        let seen = runtime.docker.create_image(
+            Some(
+                bollard::query_parameters::CreateImageOptionsBuilder::default()
+                    .from_image("x")
+                    .tag("y")
+                    .build(),
+            ),
+            None,
+            None,
+        );
+        let status: Vec<String> = futures_util::StreamExt::collect::<Vec<_>>(seen)
+            .await
+            .into_iter()
+            .filter_map(|r| r.ok().and_then(|i| i.status))
+            .collect();
+        assert_eq!(
+            status,
+            ["most in flight 2"],
+            "six pulls, never more than two at once"
+        );
+    }
+}
