@@ -431,8 +431,10 @@ async fn a_dropped_connection_is_restored_without_losing_a_report() {
     wait_report(&sim, &arn, "STOPPED").await;
 }
 
+/// The whole control plane (API and ACS) is down for over a minute while a task starts and
+/// stops: every report arrives afterwards, once, in order, and ACS is reconnected.
 #[tokio::test]
-async fn reports_made_during_an_outage_are_delivered_in_order_afterwards() {
+async fn reports_made_during_a_long_outage_are_delivered_in_order_afterwards() {
     let (sim, _imds, agent) = setup().await;
     let task = task_json(&agent, "cpoutage", "RUNNING");
     let arn = task["arn"].as_str().unwrap().to_owned();
@@ -443,13 +445,18 @@ async fn reports_made_during_an_outage_are_delivered_in_order_afterwards() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     sim.acs_send(payload(&sim, "p-2", 2, vec![with_desired(task, "STOPPED")]))
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sim.acs_disconnect();
+    tokio::time::sleep(Duration::from_secs(62)).await;
     let refused = sim
         .api_calls()
         .iter()
         .filter(|c| c.operation == "SubmitTaskStateChange" && c.status == 503)
         .count();
-    assert!(refused >= 1, "the agent tried during the outage");
+    assert!(
+        refused >= 2,
+        "the agent kept trying during the outage ({refused} tries)"
+    );
     assert!(sim
         .task_state_changes()
         .iter()
@@ -467,7 +474,11 @@ async fn reports_made_during_an_outage_are_delivered_in_order_afterwards() {
         ["RUNNING", "STOPPED"],
         "nothing lost, nothing twice, in order"
     );
-    assert!(began.elapsed().unwrap() >= Duration::from_secs(11));
+    assert!(
+        sim.wait_connected(WsKind::Acs, 2, WAIT).await,
+        "ACS reconnected after the outage"
+    );
+    assert!(began.elapsed().unwrap() >= Duration::from_secs(60));
 }
 
 #[tokio::test]
@@ -568,4 +579,45 @@ async fn telemetry_connects_and_publishes_signed_frames() {
     assert!(frame.valid, "{:?}", frame.error);
     assert_eq!(frame.message()["metadata"]["idle"], true);
     assert_eq!(frame.message()["metadata"]["fin"], true);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_agent_cleanly_and_leaves_the_tasks_running() {
+    let (sim, _imds, mut agent) = setup().await;
+    let task = task_json(&agent, "cpsigterm", "RUNNING");
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    sim.acs_send(payload(&sim, "p-1", 1, vec![task])).unwrap();
+    let running = wait_report(&sim, &arn, "RUNNING").await;
+    let id = running["containers"][0]["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pid = nix::unistd::Pid::from_raw(agent.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = agent.child.wait();
+        (agent, status)
+    })
+    .await
+    .unwrap();
+    let (agent, status) = status;
+    assert_eq!(status.unwrap().code(), Some(0), "log:\n{}", agent.log());
+    let state = support::env::docker()
+        .await
+        .inspect_container(&id, None)
+        .await
+        .unwrap()
+        .state
+        .unwrap();
+    assert_eq!(
+        state.running,
+        Some(true),
+        "the task container outlives the agent"
+    );
+    assert!(
+        !sim.api_calls()
+            .iter()
+            .any(|c| c.operation == "DeregisterContainerInstance"),
+        "no deregistration"
+    );
 }
