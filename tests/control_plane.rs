@@ -621,3 +621,55 @@ async fn sigterm_stops_the_agent_cleanly_and_leaves_the_tasks_running() {
         "no deregistration"
     );
 }
+
+/// A deregistered instance: ACS refuses with InactiveInstanceException and the agent waits an hour
+/// before trying again, instead of hammering the service.
+#[tokio::test]
+async fn an_inactive_instance_is_retried_hourly_not_hammered() {
+    let (sim, _imds, agent) = setup().await;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let c = sim.config();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .region(aws_config::Region::new(c.region.clone()))
+        .endpoint_url(sim.endpoint())
+        .load()
+        .await;
+    aws_sdk_ecs::Client::new(&sdk)
+        .deregister_container_instance()
+        .cluster(&agent.cluster)
+        .container_instance(sim.container_instance_arn().unwrap())
+        .force(true)
+        .send()
+        .await
+        .expect("deregistered");
+    sim.acs_disconnect();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let refused: Vec<_> = sim
+        .upgrades()
+        .into_iter()
+        .filter(|u| u.kind == WsKind::Acs && !u.accepted)
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one try, then an hour's wait: {refused:#?}\nlog:\n{}",
+        agent.log()
+    );
+    assert!(refused[0]
+        .refusal
+        .as_deref()
+        .unwrap_or("")
+        .contains("InactiveInstanceException"));
+}
