@@ -26,7 +26,12 @@ struct Agent {
 impl Agent {
     fn start_with(sim: &EcsSim, imds: &ImdsStub, extra_env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = sim.config().cluster_names[0].clone();
+        let cluster = sim
+            .config()
+            .cluster_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "default".to_owned());
         let stderr_path = dir.path().join("agent.stderr");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-agent"));
@@ -672,4 +677,60 @@ async fn an_inactive_instance_is_retried_hourly_not_hammered() {
         .as_deref()
         .unwrap_or("")
         .contains("InactiveInstanceException"));
+}
+
+#[tokio::test]
+async fn the_default_cluster_is_created_when_it_is_missing() {
+    let sim = EcsSim::start(SimConfig {
+        cluster_names: vec![],
+        ..SimConfig::default()
+    })
+    .await;
+    let imds = ImdsStub::start(ImdsConfig::default()).await;
+    let agent = Agent::start_with(&sim, &imds, &[]);
+    assert!(
+        sim.wait_connected(WsKind::Acs, 1, WAIT).await,
+        "log:\n{}",
+        agent.log()
+    );
+    let ops: Vec<String> = sim
+        .api_calls()
+        .iter()
+        .map(|c| format!("{} {}", c.operation, c.status))
+        .collect();
+    let created = ops
+        .iter()
+        .position(|o| o == "CreateCluster 200")
+        .expect("CreateCluster");
+    let registered = ops
+        .iter()
+        .position(|o| o == "RegisterContainerInstance 200")
+        .unwrap();
+    assert!(
+        ops[..created]
+            .iter()
+            .any(|o| o.starts_with("RegisterContainerInstance 4")),
+        "{ops:?}"
+    );
+    assert!(created < registered, "{ops:?}");
+}
+
+#[tokio::test]
+async fn external_mode_reads_no_instance_metadata() {
+    let (sim, imds, _agent) = setup_with(&[("ECS_EXTERNAL", "true")]).await;
+    assert!(
+        imds.requests().is_empty(),
+        "no IMDS request at all: {:?}",
+        imds.requests()
+    );
+    let reg = &sim.registrations()[0].body;
+    assert_eq!(reg["instanceIdentityDocument"], "");
+    let names: Vec<&str> = reg["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"ecs.capability.external"), "{names:?}");
+    assert!(names.contains(&"ecs.cpu-architecture"), "{names:?}");
 }
