@@ -12,3 +12,4 @@ pub mod endpoints;
 pub mod engine;
 pub mod model;
 pub mod runtime;
+pub mod state;

@@ -19,50 +19,56 @@ const WAIT: Duration = Duration::from_secs(40);
 struct Agent {
     child: Child,
     cluster: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     stderr_path: std::path::PathBuf,
 }
 
 impl Agent {
     fn start_with(sim: &EcsSim, imds: &ImdsStub, extra_env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
+        let mut agent = Self::start_in(sim, imds, extra_env, dir.path());
+        agent._dir = Some(dir);
+        agent
+    }
+
+    /// Starts the agent with its data and logs in `dir` (kept by the caller, for restarts).
+    fn start_in(
+        sim: &EcsSim,
+        imds: &ImdsStub,
+        extra_env: &[(&str, &str)],
+        dir: &std::path::Path,
+    ) -> Agent {
         let cluster = sim
             .config()
             .cluster_names
             .first()
             .cloned()
             .unwrap_or_else(|| "default".to_owned());
-        let stderr_path = dir.path().join("agent.stderr");
+        let stderr_path = dir.join("agent.stderr");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-agent"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
+            .env("HOME", dir)
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
             .env("ECS_BACKEND_HOST", sim.endpoint())
             .env("AWS_DEFAULT_REGION", &sim.config().region)
             .env("AWS_ACCESS_KEY_ID", &sim.config().access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &sim.config().secret_access_key)
-            .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                dir.path().join("no-credentials"),
-            )
+            .env("AWS_CONFIG_FILE", dir.join("no-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-credentials"))
             .env("ECS_CLUSTER", &cluster)
             .env("ECS_LOGFILE", "")
             .env("ECS_LOGLEVEL", "debug")
-            .env("ECS_DATADIR", dir.path().join("data"))
-            .env("ECS_AUDIT_LOGFILE", dir.path().join("audit.log"))
-            .env(
-                "ECS_AGENT_CONFIG_FILE_PATH",
-                dir.path().join("ecs.config.json"),
-            )
+            .env("ECS_DATADIR", dir.join("data"))
+            .env("ECS_AUDIT_LOGFILE", dir.join("audit.log"))
+            .env("ECS_AGENT_CONFIG_FILE_PATH", dir.join("ecs.config.json"))
             .env("ECS_IMAGE_PULL_BEHAVIOR", "prefer-cached")
             .env("ECS_ENABLE_TASK_CPU_MEM_LIMIT", "false")
             .env("ECS_CONTAINER_STOP_TIMEOUT", "2s")
             .env("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "1h")
             .arg("--ecs-config")
-            .arg(dir.path().join("ecs.config"))
+            .arg(dir.join("ecs.config"))
             .arg("run")
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -75,7 +81,7 @@ impl Agent {
         Agent {
             child: cmd.spawn().expect("agent starts"),
             cluster,
-            _dir: dir,
+            _dir: None,
             stderr_path,
         }
     }
@@ -733,4 +739,92 @@ async fn external_mode_reads_no_instance_metadata() {
         .collect();
     assert!(names.contains(&"ecs.capability.external"), "{names:?}");
     assert!(names.contains(&"ecs.cpu-architecture"), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_restarted_agent_registers_again_as_the_same_instance() {
+    let cluster = support::env::unique_name("cprestart");
+    let sim = EcsSim::start(SimConfig {
+        cluster_names: vec![cluster],
+        ..SimConfig::default()
+    })
+    .await;
+    let imds = ImdsStub::start(ImdsConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let attrs = [("ECS_INSTANCE_ATTRIBUTES", r#"{"team":"web"}"#)];
+    let first = Agent::start_in(&sim, &imds, &attrs, dir.path());
+    assert!(
+        sim.wait_connected(WsKind::Acs, 1, WAIT).await,
+        "log:\n{}",
+        first.log()
+    );
+    let arn = sim.container_instance_arn().unwrap();
+    drop(first); // SIGTERM
+    let second = Agent::start_in(&sim, &imds, &attrs, dir.path());
+    assert!(
+        sim.wait_connected(WsKind::Acs, 2, WAIT).await,
+        "log:\n{}",
+        second.log()
+    );
+    let regs = sim.registrations();
+    assert_eq!(regs.len(), 2);
+    assert!(regs[0].body.get("containerInstanceArn").is_none());
+    assert_eq!(
+        regs[1].body["containerInstanceArn"],
+        json!(arn),
+        "restored from the saved state"
+    );
+    assert_eq!(
+        sim.container_instance_arn().unwrap(),
+        arn,
+        "the same container instance"
+    );
+    let has_custom = |b: &Value| {
+        b["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "team")
+    };
+    assert!(
+        has_custom(&regs[0].body) && !has_custom(&regs[1].body),
+        "custom attributes only on the first registration"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("data/ecs-agent-metadata.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn saved_state_of_another_cluster_stops_the_agent_with_exit_5() {
+    let sim = EcsSim::start(SimConfig {
+        cluster_names: vec!["moved".into()],
+        ..SimConfig::default()
+    })
+    .await;
+    let imds = ImdsStub::start(ImdsConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = json!({"version": 1, "cluster": "elsewhere", "container_instance_arn": "arn:aws:ecs:us-west-2:123456789012:container-instance/elsewhere/abc",
+        "ec2_instance_id": imds.config().instance_id, "availability_zone": null});
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data/ecs-agent-metadata.json"),
+        saved.to_string(),
+    )
+    .unwrap();
+    let agent = Agent::start_in(&sim, &imds, &[], dir.path());
+    // Wait off the runtime: the IMDS stub and the simulator run on it.
+    let (agent, status) = tokio::task::spawn_blocking(move || {
+        let mut agent = agent;
+        let status = agent.child.wait().unwrap();
+        (agent, status)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(5), "log:\n{}", agent.log());
+    assert!(agent.log().contains("elsewhere"), "{}", agent.log());
+    assert!(sim.registrations().is_empty());
 }

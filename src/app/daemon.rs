@@ -22,6 +22,8 @@ use crate::engine::Change;
 use crate::engine::{Engine, EngineConfig};
 use crate::model::Status;
 use crate::runtime::{DockerRuntime, Driver, DriverSettings};
+use crate::state::{self, Resume};
+use std::path::Path;
 
 /// The agent's version as ACS wants it (no leading `v`).
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -94,12 +96,20 @@ pub async fn run(config: &Config) -> Exit {
         api_version.major_version as u32,
         api_version.minor_version as u32,
     );
+    let instance_id = facts
+        .as_ref()
+        .map(|f| f.instance_id.clone())
+        .unwrap_or_default();
+    let saved_arn = match saved_registration(config, &instance_id) {
+        Ok(arn) => arn,
+        Err(exit) => return exit,
+    };
     let request = RegisterRequest {
         cluster: &config.cluster,
-        saved_arn: None,
+        saved_arn: saved_arn.as_deref(),
         facts: facts.as_ref(),
         capacity: &capacity,
-        attributes: register::attributes(config, docker_api, true),
+        attributes: register::attributes(config, docker_api, saved_arn.is_none()),
         tags: &config.container_instance_tags,
     };
     let registration = match register::register(&client, &request).await {
@@ -113,6 +123,7 @@ pub async fn run(config: &Config) -> Exit {
             return Exit::Failure;
         }
     };
+    save_registration(config, &registration, &instance_id);
     tracing::info!(container_instance = %registration.container_instance_arn, cluster = %config.cluster, "registered");
 
     let seed = crate::runtime::driver::now_millis() ^ (u64::from(std::process::id()) << 32);
@@ -186,6 +197,49 @@ pub async fn run(config: &Config) -> Exit {
             tracing::info!("stopping on signal; task containers keep running");
             Exit::Success
         }
+    }
+}
+
+/// The container instance ARN to re-register with, from the saved state (when checkpointing).
+/// State of another cluster is a terminal error, as in the official agent.
+fn saved_registration(config: &Config, instance_id: &str) -> Result<Option<String>, Exit> {
+    if !config.checkpoint {
+        return Ok(None);
+    }
+    let saved = match state::load(Path::new(&config.data_dir)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "saved state unusable; registering as a new instance");
+            None
+        }
+    };
+    match state::resume(saved.as_ref(), &config.cluster, instance_id) {
+        Ok(Resume::Reregister(arn)) => {
+            tracing::info!(container_instance = %arn, "restored from the saved state");
+            Ok(Some(arn))
+        }
+        Ok(Resume::Fresh) => Ok(None),
+        Err(why) => {
+            tracing::error!("{why}");
+            Err(Exit::Terminal)
+        }
+    }
+}
+
+/// Saves what registration returned, so a restart re-registers as the same instance.
+fn save_registration(config: &Config, r: &register::Registration, instance_id: &str) {
+    if !config.checkpoint {
+        return;
+    }
+    let m = state::Metadata {
+        version: state::VERSION,
+        cluster: config.cluster.clone(),
+        container_instance_arn: r.container_instance_arn.clone(),
+        ec2_instance_id: instance_id.to_owned(),
+        availability_zone: r.availability_zone.clone(),
+    };
+    if let Err(e) = state::save(Path::new(&config.data_dir), &m) {
+        tracing::error!(error = %e, "cannot save the registration; a restart will register a new instance");
     }
 }
 
