@@ -6,6 +6,7 @@
 mod daemon;
 pub mod exit;
 pub mod host;
+pub mod host_setup;
 pub mod local_run;
 mod logfile;
 pub(crate) use logfile::civil_from_days;
@@ -52,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Route 169.254.170.2:80 to the credentials endpoint and protect localhost (what ecs-init
+    /// does before the agent starts); idempotent.
+    HostSetup,
+    /// Remove what host-setup added; idempotent.
+    HostCleanup,
     /// Run ECS task definitions on the local Docker, without AWS.
     Local {
         #[command(subcommand)]
@@ -155,6 +161,23 @@ pub fn main(cli: Cli) -> Exit {
             Ok(loaded) => {
                 print!("{}", config::render_check(&loaded));
                 Exit::Success
+            }
+            Err(exit) => exit,
+        },
+        Some(Command::HostSetup) | Some(Command::HostCleanup) => match load_config(&cli) {
+            Ok(loaded) => {
+                let result = if matches!(cli.command, Some(Command::HostSetup)) {
+                    host_setup::setup(&loaded.config)
+                } else {
+                    host_setup::cleanup(&loaded.config)
+                };
+                match result {
+                    Ok(()) => Exit::Success,
+                    Err(e) => {
+                        eprintln!("ecs-agent: {e}");
+                        Exit::Failure
+                    }
+                }
             }
             Err(exit) => exit,
         },

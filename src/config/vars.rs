@@ -552,10 +552,10 @@ config_table! {
 
     // ---- Host setup (ecs-init) ----
     /// Skip the iptables rule that drops non-local traffic to 127.0.0.0/8.
-    skip_localhost_traffic_filter: bool { env: "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER", json: None, status: HostSetup,
+    skip_localhost_traffic_filter: bool { env: "ECS_SKIP_LOCALHOST_TRAFFIC_FILTER", json: None, status: Active,
         parse: parse::boolean, default: false }
     /// Leave the introspection port (51678) open to other hosts.
-    allow_offhost_introspection_access: bool { env: "ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS", json: None, status: HostSetup,
+    allow_offhost_introspection_access: bool { env: "ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS", json: None, status: Active,
         parse: parse::boolean, default: false }
     /// No longer read by the official agent (the rule now uses "not loopback").
     offhost_introspection_interface_name: Option<String> { env: "ECS_OFFHOST_INTROSPECTION_INTERFACE_NAME", json: None, status: Ignored,
