@@ -24,8 +24,14 @@ fn systemd_unit_does_not_restart_on_terminal_exit() {
     assert_eq!(prevent, Exit::Terminal.code().to_string());
     assert_eq!(unit_value(&unit, "Restart"), "on-failure");
     assert_eq!(unit_value(&unit, "ExecStart"), "/usr/bin/ecs-agent run");
-    assert_eq!(unit_value(&unit, "ExecStartPre"), "/usr/bin/ecs-agent host-setup");
-    assert_eq!(unit_value(&unit, "ExecStopPost"), "-/usr/bin/ecs-agent host-cleanup");
+    assert_eq!(
+        unit_value(&unit, "ExecStartPre"),
+        "/usr/bin/ecs-agent host-setup"
+    );
+    assert_eq!(
+        unit_value(&unit, "ExecStopPost"),
+        "-/usr/bin/ecs-agent host-cleanup"
+    );
     assert_eq!(
         unit_value(&unit, "KillMode"),
         "process",
