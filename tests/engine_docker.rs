@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use ecs_agent::config::ImagePullBehavior;
 use ecs_agent::engine::{Change, Engine, EngineConfig, HostCapacity, Input, TaskState};
+use ecs_agent::images::EcrAuth;
 use ecs_agent::model::{task_from_definition, LocalRunOptions, Status, Task};
 use ecs_agent::runtime::cgroup::CgroupSettings;
 use ecs_agent::runtime::{
@@ -38,6 +39,7 @@ impl Harness {
             pull_behavior,
             None,
             Duration::from_secs(3600),
+            None,
         )
         .await
     }
@@ -48,6 +50,7 @@ impl Harness {
         pull_behavior: ImagePullBehavior,
         cgroups: Option<CgroupSettings>,
         cleanup_wait: Duration,
+        ecr: Option<std::sync::Arc<EcrAuth>>,
     ) -> Self {
         let docker = support::env::docker().await;
         let cluster = support::env::unique_name(prefix);
@@ -82,6 +85,10 @@ impl Harness {
             Driver::new(Engine::new(cfg, 1234), runtime, driver_settings);
         let driver = match cgroups {
             Some(cg) => driver.with_task_cgroups(cg),
+            None => driver,
+        };
+        let driver = match ecr {
+            Some(ecr) => driver.with_registry_auth(ecr, ecs_agent::credentials::Store::default()),
             None => driver,
         };
         tokio::spawn(driver.run());
@@ -567,6 +574,7 @@ async fn task_level_cpu_and_memory_limits_are_set_on_a_task_cgroup() {
         ImagePullBehavior::PreferCached,
         Some(cg),
         Duration::from_secs(3600),
+        None,
     )
     .await;
     let task = h.task(&format!(
@@ -714,6 +722,7 @@ async fn cleanup_removes_the_containers_and_task_scoped_volumes() {
         ImagePullBehavior::PreferCached,
         None,
         Duration::from_secs(1),
+        None,
     )
     .await;
     let task = h.task(&format!(
@@ -752,5 +761,49 @@ async fn cleanup_removes_the_containers_and_task_scoped_volumes() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    h.cleanup().await;
+}
+
+/// `registryAuthentication` type ecr: the token from (moto's) ECR GetAuthorizationToken is the
+/// loopback registry's password, so a pull that needs it succeeds; a token for another registry
+/// ID is refused and the task stops with CannotPullContainerError.
+#[tokio::test]
+async fn ecr_authentication_pulls_with_the_token_from_get_authorization_token() {
+    let sdk = support::aws::moto_config().await;
+    let ecr = std::sync::Arc::new(EcrAuth::new(sdk));
+    let mut h = Harness::build(
+        "ecs-enginetest-ecr",
+        4096,
+        ImagePullBehavior::Always,
+        None,
+        Duration::from_secs(3600),
+        Some(ecr),
+    )
+    .await;
+    let image = format!("{}/busybox:latest", support::env::registry());
+    let task_for = |registry_id: &str| {
+        let mut t = h.task(&format!(
+            r#"{{"family":"ecr","containerDefinitions":[{{"name":"app","image":"{image}","memory":32,"command":["true"]}}]}}"#
+        ));
+        t.containers[0].registry_authentication = Some(serde_json::json!({
+            "type": "ecr",
+            "ecrAuthData": {"registryId": registry_id, "region": "us-west-2", "endpointOverride": support::env::moto_url()}
+        }));
+        t
+    };
+    let good = task_for("123456789012");
+    let bad = task_for("999999999999");
+    h.run(&good);
+    let t = h.stopped(&good).await;
+    assert_eq!(
+        t.containers[0].exit_code,
+        Some(0),
+        "pulled with the ECR token: {:?}",
+        t.reason
+    );
+    h.run(&bad);
+    let t = h.stopped(&bad).await;
+    let reason = t.reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError: "), "{reason}");
     h.cleanup().await;
 }

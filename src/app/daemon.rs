@@ -145,8 +145,10 @@ pub async fn run(config: &Config) -> Exit {
     } else {
         driver
     };
-    tokio::spawn(driver.run());
     let store = credentials::Store::default();
+    let ecr = std::sync::Arc::new(crate::images::EcrAuth::new(sdk.clone()));
+    let driver = driver.with_registry_auth(ecr, store.clone());
+    tokio::spawn(driver.run());
     start_credentials_endpoint(config, store.clone(), &registration.container_instance_arn).await;
 
     // Engine changes and the session's own reports (tasks refused before the engine) share one

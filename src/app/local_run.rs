@@ -96,7 +96,25 @@ pub async fn connect_docker(config: &Config) -> Result<bollard::Docker, String> 
     docker
         .negotiate_version()
         .await
+        .map(|d| d.with_request_modifier(url_safe_registry_auth))
         .map_err(|e| format!("Docker at {} does not answer: {e}", config.docker_host))
+}
+
+/// bollard 0.21 encodes `X-Registry-Auth` in standard base64, but dockerd 20.10 decodes it as
+/// URL-safe base64 and silently drops credentials that do not decode (a real ECR token almost
+/// always has a `+` or `/`): rewrite the header into the URL-safe alphabet.
+fn url_safe_registry_auth(mut request: bollard::BollardRequest) -> bollard::BollardRequest {
+    if let Some(value) = request.headers().get("X-Registry-Auth") {
+        let safe = value
+            .to_str()
+            .unwrap_or_default()
+            .replace('+', "-")
+            .replace('/', "_");
+        if let Ok(v) = safe.parse() {
+            request.headers_mut().insert("X-Registry-Auth", v);
+        }
+    }
+    request
 }
 
 /// Runs the task; returns the exit code.

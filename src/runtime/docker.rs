@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, EventMessage, VolumeCreateRequest};
 use bollard::query_parameters::{
@@ -89,8 +90,8 @@ impl DockerRuntime {
         Some(inspect.repo_digests.and_then(|d| d.into_iter().next()))
     }
 
-    /// Pulls (or not) as `ECS_IMAGE_PULL_BEHAVIOR` says.
-    pub async fn pull(&self, image: &str) -> Outcome {
+    /// Pulls (or not) as `ECS_IMAGE_PULL_BEHAVIOR` says, with registry credentials if given.
+    pub async fn pull(&self, image: &str, credentials: Option<DockerCredentials>) -> Outcome {
         let cached = self.local_image(image).await;
         let behavior = self.settings.pull_behavior;
         if let (Some(digest), ImagePullBehavior::PreferCached | ImagePullBehavior::Once) =
@@ -102,7 +103,8 @@ impl DockerRuntime {
         }
         let result = {
             let _permit = self.pulls.acquire().await;
-            tokio::time::timeout(self.settings.pull_timeout, self.pull_from_registry(image)).await
+            let pull = self.pull_from_registry(image, credentials);
+            tokio::time::timeout(self.settings.pull_timeout, pull).await
         };
         let error = match result {
             Ok(Ok(())) => {
@@ -129,13 +131,17 @@ impl DockerRuntime {
         }
     }
 
-    async fn pull_from_registry(&self, image: &str) -> Result<(), DockerError> {
+    async fn pull_from_registry(
+        &self,
+        image: &str,
+        credentials: Option<DockerCredentials>,
+    ) -> Result<(), DockerError> {
         let (repo, tag) = split_image(image);
         let options = CreateImageOptionsBuilder::default()
             .from_image(&repo)
             .tag(&tag)
             .build();
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
         while let Some(item) = stream.next().await {
             let info = item?;
             if let Some(detail) = info.error_detail.and_then(|d| d.message) {

@@ -18,7 +18,9 @@ use super::cgroup::{self, CgroupSettings};
 use super::create::{create_body, CreateContext, ResolvedPort, VolumeSource};
 use super::docker::DockerRuntime;
 use super::names;
+use crate::credentials;
 use crate::engine::{Binding, Change, Command, Engine, Input, Millis, Outcome, TaskState};
+use crate::images::{ecr_auth, EcrAuth};
 use crate::model::{Status, Task, Volume};
 
 /// How often every known container is re-inspected in steady state.
@@ -71,6 +73,7 @@ pub struct Driver {
     wake: Option<Instant>,
     cgroups: Option<CgroupSettings>,
     task_iam_role: bool,
+    registry_auth: Option<(Arc<EcrAuth>, credentials::Store)>,
 }
 
 /// Current Unix time in milliseconds.
@@ -108,6 +111,7 @@ impl Driver {
             wake: None,
             cgroups: None,
             task_iam_role: false,
+            registry_auth: None,
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -123,6 +127,13 @@ impl Driver {
     /// (`ECS_ENABLE_TASK_IAM_ROLE`), so the SDKs inside find the credentials endpoint.
     pub fn with_task_iam_role(mut self) -> Self {
         self.task_iam_role = true;
+        self
+    }
+
+    /// Authenticates ECR pulls (`registryAuthentication` type `ecr`), with the execution role
+    /// credentials from `store` when the task asks for them.
+    pub fn with_registry_auth(mut self, ecr: Arc<EcrAuth>, store: credentials::Store) -> Self {
+        self.registry_auth = Some((ecr, store));
         self
     }
 
@@ -198,14 +209,7 @@ impl Driver {
                 task_arn,
                 container,
                 image,
-            } => {
-                let docker = self.docker.clone();
-                self.spawn_result(
-                    task_arn,
-                    container,
-                    async move { docker.pull(&image).await },
-                );
-            }
+            } => self.pull(task_arn, container, image),
             Command::Create {
                 task_arn,
                 container,
@@ -243,6 +247,46 @@ impl Driver {
                 });
             }
         }
+    }
+
+    /// Pulls a container's image, with ECR credentials when the container asks for them.
+    fn pull(&self, task_arn: String, container: String, image: String) {
+        let auth = self.engine.task(&task_arn).and_then(|t| {
+            let model = t.task.containers.iter().find(|c| c.name == container)?;
+            let execution = t.task.execution_role_credentials.clone();
+            Some((ecr_auth(model.registry_authentication.as_ref()), execution))
+        });
+        let registry = self.registry_auth.clone();
+        let docker = self.docker.clone();
+        self.spawn_result(task_arn, container, async move {
+            let credentials = match (auth, registry) {
+                (Some((Ok(Some(ecr)), execution)), Some((client, store))) => {
+                    // Fresher execution credentials may have arrived since the payload.
+                    let refreshed = execution
+                        .as_ref()
+                        .and_then(|e| store.get(&e.credentials_id))
+                        .map(|entry| entry.credentials)
+                        .or(execution);
+                    match client.credentials(&ecr, refreshed.as_ref()).await {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            return Outcome::PullFailed {
+                                reason: format!(
+                                    "CannotPullContainerError: ECR authentication: {e}"
+                                ),
+                            }
+                        }
+                    }
+                }
+                (Some((Err(e), _)), _) => {
+                    return Outcome::PullFailed {
+                        reason: format!("CannotPullContainerError: {e}"),
+                    }
+                }
+                _ => None,
+            };
+            docker.pull(&image, credentials).await
+        });
     }
 
     fn spawn_result<F>(&self, task_arn: String, container: String, work: F)
@@ -642,7 +686,9 @@ mod tests {
         let pulls: Vec<_> = (0..6)
             .map(|i| {
                 let r = runtime.clone();
-                tokio::spawn(async move { r.pull(&format!("127.0.0.1:1/img{i}:latest")).await })
+                tokio::spawn(
+                    async move { r.pull(&format!("127.0.0.1:1/img{i}:latest"), None).await },
+                )
             })
             .collect();
         for p in pulls {
