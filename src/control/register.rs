@@ -72,6 +72,16 @@ pub fn attributes(config: &Config, docker_api: (u32, u32), first_registration: b
     if config.task_cpu_mem_limit {
         out.push(name(format!("{ECS_CAP}task-cpu-mem-limit")));
     }
+    // ECR pulls with the instance's or the execution role's credentials, any endpoint.
+    out.push(name(format!("{CAP}ecr-auth")));
+    out.push(name(format!("{ECS_CAP}execution-role-ecr-pull")));
+    out.push(name(format!("{ECS_CAP}ecr-endpoint")));
+    if config.task_iam_role {
+        out.push(name(format!("{CAP}task-iam-role")));
+    }
+    if config.task_iam_role_network_host {
+        out.push(name(format!("{CAP}task-iam-role-network-host")));
+    }
     out.push(("ecs.os-type".into(), Some("linux".into())));
     out.push(("ecs.os-family".into(), Some("LINUX".into())));
     let detailed = config
@@ -331,8 +341,10 @@ mod tests {
         assert!(n.contains(&"com.amazonaws.ecs.capability.logging-driver.awslogs"));
         assert!(!n.contains(&"com.amazonaws.ecs.capability.logging-driver.none"));
         assert!(n.contains(&"ecs.os-type"));
+        assert!(n.contains(&"com.amazonaws.ecs.capability.ecr-auth"));
+        assert!(n.contains(&"com.amazonaws.ecs.capability.task-iam-role"));
         assert!(
-            !n.contains(&"com.amazonaws.ecs.capability.task-iam-role"),
+            !n.contains(&"ecs.capability.secrets.ssm.environment-variables"),
             "not built yet"
         );
     }
