@@ -13,4 +13,5 @@ pub mod engine;
 pub mod images;
 pub mod model;
 pub mod runtime;
+pub mod secrets;
 pub mod state;

@@ -50,7 +50,7 @@ impl Harness {
         pull_behavior: ImagePullBehavior,
         cgroups: Option<CgroupSettings>,
         cleanup_wait: Duration,
-        ecr: Option<std::sync::Arc<EcrAuth>>,
+        aws: Option<aws_config::SdkConfig>,
     ) -> Self {
         let docker = support::env::docker().await;
         let cluster = support::env::unique_name(prefix);
@@ -87,8 +87,13 @@ impl Harness {
             Some(cg) => driver.with_task_cgroups(cg),
             None => driver,
         };
-        let driver = match ecr {
-            Some(ecr) => driver.with_registry_auth(ecr, ecs_agent::credentials::Store::default()),
+        let driver = match aws {
+            Some(sdk) => driver
+                .with_registry_auth(
+                    std::sync::Arc::new(EcrAuth::new(sdk.clone())),
+                    ecs_agent::credentials::Store::default(),
+                )
+                .with_secrets(sdk),
             None => driver,
         };
         tokio::spawn(driver.run());
@@ -770,14 +775,13 @@ async fn cleanup_removes_the_containers_and_task_scoped_volumes() {
 #[tokio::test]
 async fn ecr_authentication_pulls_with_the_token_from_get_authorization_token() {
     let sdk = support::aws::moto_config().await;
-    let ecr = std::sync::Arc::new(EcrAuth::new(sdk));
     let mut h = Harness::build(
         "ecs-enginetest-ecr",
         4096,
         ImagePullBehavior::Always,
         None,
         Duration::from_secs(3600),
-        Some(ecr),
+        Some(sdk),
     )
     .await;
     let image = format!("{}/busybox:latest", support::env::registry());
@@ -805,5 +809,80 @@ async fn ecr_authentication_pulls_with_the_token_from_get_authorization_token() 
     let t = h.stopped(&bad).await;
     let reason = t.reason.clone().unwrap_or_default();
     assert!(reason.starts_with("CannotPullContainerError: "), "{reason}");
+    h.cleanup().await;
+}
+
+/// Secrets from SSM (SecureString) and Secrets Manager (a JSON key) reach the container's
+/// environment, fetched with the execution role (moto's); a missing one stops the task with
+/// ResourceInitializationError before anything is created, and no value is in the reason.
+#[tokio::test]
+async fn secrets_from_ssm_and_secrets_manager_reach_the_environment() {
+    let sdk = support::aws::moto_config().await;
+    let unique = support::env::unique_name("ecs-secret");
+    let param = format!("/ecs-agent-test/{unique}");
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&param)
+        .value("ssm-s3cret")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&unique)
+        .secret_string(r#"{"password":"asm-s3cret","user":"app"}"#)
+        .send()
+        .await
+        .unwrap();
+    let secret_arn = secret.arn().unwrap().to_owned();
+    let mut h = Harness::build(
+        "ecs-enginetest-secrets",
+        4096,
+        ImagePullBehavior::PreferCached,
+        None,
+        Duration::from_secs(3600),
+        Some(sdk),
+    )
+    .await;
+    let task_with = |ssm_name: &str| {
+        let mut t = h.task(&format!(
+            r#"{{"family":"secrets","containerDefinitions":[{{"name":"app","image":"{i}","memory":32,
+              "command":["sh","-c","test \"$DB_PASS\" = ssm-s3cret && test \"$API_PASS\" = asm-s3cret"],
+              "secrets":[{{"name":"DB_PASS","valueFrom":"{ssm_name}"}},{{"name":"API_PASS","valueFrom":"{secret_arn}:password::"}}]}}]}}"#,
+            i = image()
+        ));
+        t.execution_role_credentials = Some(ecs_agent::model::RoleCredentials {
+            credentials_id: "exec-1".into(),
+            role_arn: "arn:aws:iam::123456789012:role/exec".into(),
+            access_key_id: "AKIDEXEC".into(),
+            secret_access_key: "dummy".into(),
+            session_token: "token".into(),
+            expiration: "2026-11-26T20:00:00Z".into(),
+            credential_scope: None,
+        });
+        t
+    };
+    let good = task_with(&param);
+    let bad = task_with("/ecs-agent-test/does-not-exist");
+    h.run(&good);
+    let t = h.stopped(&good).await;
+    assert_eq!(
+        t.containers[0].exit_code,
+        Some(0),
+        "both secrets in the environment: {:?}",
+        t.reason
+    );
+    let env = h.inspect(&t, "app").await.config.unwrap().env.unwrap();
+    assert!(env.contains(&"DB_PASS=ssm-s3cret".to_owned()));
+    h.run(&bad);
+    let t = h.stopped(&bad).await;
+    let reason = t.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("ResourceInitializationError: unable to pull secrets"),
+        "{reason}"
+    );
+    assert!(!reason.contains("s3cret"), "no secret value in the reason");
+    assert!(t.containers[0].docker_id.is_none(), "nothing created");
     h.cleanup().await;
 }

@@ -147,7 +147,9 @@ pub async fn run(config: &Config) -> Exit {
     };
     let store = credentials::Store::default();
     let ecr = std::sync::Arc::new(crate::images::EcrAuth::new(sdk.clone()));
-    let driver = driver.with_registry_auth(ecr, store.clone());
+    let driver = driver
+        .with_registry_auth(ecr, store.clone())
+        .with_secrets(sdk.clone());
     tokio::spawn(driver.run());
     start_credentials_endpoint(config, store.clone(), &registration.container_instance_arn).await;
 

@@ -76,6 +76,9 @@ pub fn attributes(config: &Config, docker_api: (u32, u32), first_registration: b
     out.push(name(format!("{CAP}ecr-auth")));
     out.push(name(format!("{ECS_CAP}execution-role-ecr-pull")));
     out.push(name(format!("{ECS_CAP}ecr-endpoint")));
+    // Container secrets into the environment, with the execution role.
+    out.push(name(format!("{ECS_CAP}secrets.ssm.environment-variables")));
+    out.push(name(format!("{ECS_CAP}secrets.asm.environment-variables")));
     if config.task_iam_role {
         out.push(name(format!("{CAP}task-iam-role")));
     }
@@ -343,9 +346,10 @@ mod tests {
         assert!(n.contains(&"ecs.os-type"));
         assert!(n.contains(&"com.amazonaws.ecs.capability.ecr-auth"));
         assert!(n.contains(&"com.amazonaws.ecs.capability.task-iam-role"));
+        assert!(n.contains(&"ecs.capability.secrets.ssm.environment-variables"));
         assert!(
-            !n.contains(&"ecs.capability.secrets.ssm.environment-variables"),
-            "not built yet"
+            !n.contains(&"ecs.capability.secrets.ssm.bootstrap.log-driver"),
+            "log-driver secrets are not built yet"
         );
     }
 

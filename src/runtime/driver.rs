@@ -74,6 +74,7 @@ pub struct Driver {
     cgroups: Option<CgroupSettings>,
     task_iam_role: bool,
     registry_auth: Option<(Arc<EcrAuth>, credentials::Store)>,
+    secrets: Option<aws_config::SdkConfig>,
 }
 
 /// Current Unix time in milliseconds.
@@ -112,6 +113,7 @@ impl Driver {
             cgroups: None,
             task_iam_role: false,
             registry_auth: None,
+            secrets: None,
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -135,6 +137,24 @@ impl Driver {
     pub fn with_registry_auth(mut self, ecr: Arc<EcrAuth>, store: credentials::Store) -> Self {
         self.registry_auth = Some((ecr, store));
         self
+    }
+
+    /// Resolves container secrets (SSM, Secrets Manager) with `sdk`'s HTTP client and endpoints
+    /// and the task's execution role.
+    pub fn with_secrets(mut self, sdk: aws_config::SdkConfig) -> Self {
+        self.secrets = Some(sdk);
+        self
+    }
+
+    /// The task's execution role credentials, refreshed from the store when ACS sent newer ones.
+    fn execution_credentials(&self, task: &Task) -> Option<crate::model::RoleCredentials> {
+        let execution = task.execution_role_credentials.clone()?;
+        let fresher = self
+            .registry_auth
+            .as_ref()
+            .and_then(|(_, store)| store.get(&execution.credentials_id))
+            .map(|e| e.credentials);
+        Some(fresher.unwrap_or(execution))
     }
 
     /// Runs until [`DriverHandle::shutdown`].
@@ -331,9 +351,15 @@ impl Driver {
         let docker = self.docker.clone();
         let settings = self.settings.clone();
         let cgroups = self.cgroups.clone();
-        let env = agent_env(&task, self.task_iam_role);
+        let mut env = agent_env(&task, self.task_iam_role);
+        let secrets = self.secrets.clone();
+        let execution = self.execution_credentials(&task);
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
+            match container_secrets(secrets.as_ref(), execution.as_ref(), &task, model).await {
+                Ok(values) => env.extend(values),
+                Err(reason) => return Outcome::CreateFailed { reason },
+            }
             let cgroup_parent = match &cgroups {
                 Some(cg) => match prepare_cgroup(&task, cg) {
                     Ok(parent) => Some(parent),
@@ -396,6 +422,34 @@ fn prepare_cgroup(task: &Task, cg: &CgroupSettings) -> Result<String, String> {
     cgroup::create(&cg.root, &parent, &spec)
         .map_err(|e| fail(format!("cannot create {parent}: {e}")))?;
     Ok(parent)
+}
+
+/// The container's secrets for its environment, fetched before it is created.
+async fn container_secrets(
+    sdk: Option<&aws_config::SdkConfig>,
+    execution: Option<&crate::model::RoleCredentials>,
+    task: &Task,
+    model: &crate::model::Container,
+) -> Result<BTreeMap<String, String>, String> {
+    let refs: Vec<crate::secrets::SecretRef> = model
+        .secrets
+        .iter()
+        .flatten()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .filter(|s: &crate::secrets::SecretRef| {
+            s.target.as_deref().unwrap_or("CONTAINER") == "CONTAINER"
+        })
+        .collect();
+    if refs.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let Some(sdk) = sdk else {
+        return Err(
+            "ResourceInitializationError: secrets are not supported by this run mode".into(),
+        );
+    };
+    let region = task.arn.split(':').nth(3).unwrap_or_default().to_owned();
+    crate::secrets::resolve(sdk, execution, &region, &refs).await
 }
 
 /// Environment the agent adds to every container of a task.
