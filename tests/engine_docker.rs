@@ -886,3 +886,54 @@ async fn secrets_from_ssm_and_secrets_manager_reach_the_environment() {
     assert!(t.containers[0].docker_id.is_none(), "nothing created");
     h.cleanup().await;
 }
+
+/// `registryAuthentication` type asm: the registry's username and password come from a
+/// Secrets Manager secret read with the execution role.
+#[tokio::test]
+async fn asm_registry_credentials_authenticate_the_pull() {
+    let sdk = support::aws::moto_config().await;
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(support::env::unique_name("ecs-registry-creds"))
+        .secret_string(format!(
+            r#"{{"username":"{}","password":"{}"}}"#,
+            support::env::registry_user(),
+            support::env::registry_password()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let arn = secret.arn().unwrap().to_owned();
+    let mut h = Harness::build(
+        "ecs-enginetest-asm",
+        4096,
+        ImagePullBehavior::Always,
+        None,
+        Duration::from_secs(3600),
+        Some(sdk),
+    )
+    .await;
+    let image = format!("{}/busybox:latest", support::env::registry());
+    let mut task = h.task(&format!(
+        r#"{{"family":"asm","containerDefinitions":[{{"name":"app","image":"{image}","memory":32,"command":["true"]}}]}}"#
+    ));
+    task.containers[0].registry_authentication = Some(
+        serde_json::json!({"type": "asm", "asmAuthData": {"credentialsParameter": arn, "region": "us-west-2"}}),
+    );
+    task.execution_role_credentials = Some(ecs_agent::model::RoleCredentials {
+        credentials_id: "exec-asm".into(),
+        access_key_id: "AKIDEXEC".into(),
+        secret_access_key: "dummy".into(),
+        session_token: "token".into(),
+        ..Default::default()
+    });
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    assert_eq!(
+        t.containers[0].exit_code,
+        Some(0),
+        "pulled with the ASM credentials: {:?}",
+        t.reason
+    );
+    h.cleanup().await;
+}

@@ -613,3 +613,60 @@ fn a_dynamic_port_answers_http_while_the_task_runs() {
     assert_eq!(out.code, Some(0), "{out}");
     assert!(guard.list().is_empty(), "containers left behind\n{out}");
 }
+
+/// `ECS_ENGINE_AUTH_TYPE`/`ECS_ENGINE_AUTH_DATA` (both forms) authenticate pulls from the
+/// loopback registry; a wrong password fails the task with CannotPullContainerError, never
+/// printing the password.
+#[test]
+fn engine_auth_data_authenticates_private_registry_pulls() {
+    let (family, _guard) = family("engineauth");
+    let image = format!("{}/busybox:latest", support::env::registry());
+    let def = TaskDef::new(&format!(
+        r#"{{"family":"{family}","containerDefinitions":[{{"name":"app","image":"{image}","memory":32,"command":["true"]}}]}}"#
+    ));
+    let registry = support::env::registry();
+    let password = support::env::registry_password();
+    let user = support::env::registry_user();
+    let dockercfg_auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    let cases = [
+        (
+            "docker",
+            format!(r#"{{"{registry}":{{"username":"{user}","password":"{password}"}}}}"#),
+            Some(0),
+        ),
+        (
+            "dockercfg",
+            format!(r#"{{"https://{registry}":{{"auth":"{dockercfg_auth}","email":"a@b.c"}}}}"#),
+            Some(0),
+        ),
+        (
+            "docker",
+            format!(r#"{{"{registry}":{{"username":"{user}","password":"wrong-pass-123"}}}}"#),
+            Some(1),
+        ),
+    ];
+    for (kind, data, code) in cases {
+        let env = [
+            ("ECS_IMAGE_PULL_BEHAVIOR", "always"),
+            ("ECS_ENGINE_AUTH_TYPE", kind),
+            ("ECS_ENGINE_AUTH_DATA", data.as_str()),
+        ];
+        let out = Agent::spawn(local_run(def.dir.path(), &def.path, &[], &env)).finish(RUN_LIMIT);
+        assert_eq!(out.code, code, "{kind}: {out}");
+        if code == Some(1) {
+            assert!(
+                out.stdout
+                    .iter()
+                    .any(|l| l.contains("CannotPullContainerError")),
+                "{out}"
+            );
+            assert!(
+                !format!("{out}").contains("wrong-pass-123"),
+                "password printed: {out}"
+            );
+        }
+    }
+}

@@ -150,6 +150,14 @@ pub async fn run(config: &Config) -> Exit {
     let driver = driver
         .with_registry_auth(ecr, store.clone())
         .with_secrets(sdk.clone());
+    let driver = match local_run::engine_auth(config) {
+        Ok(Some(auth)) => driver.with_engine_auth(auth),
+        Ok(None) => driver,
+        Err(e) => {
+            tracing::error!("{e}");
+            return Exit::Terminal;
+        }
+    };
     tokio::spawn(driver.run());
     start_credentials_endpoint(config, store.clone(), &registration.container_instance_arn).await;
 

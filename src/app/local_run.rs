@@ -13,8 +13,9 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::{host, Exit};
-use crate::config::Config;
+use crate::config::{Config, EngineAuthType};
 use crate::engine::{ContainerState, Engine, EngineConfig, Input, TaskState};
+use crate::images::EngineAuth;
 use crate::model::{task_from_definition, Health, LocalRunOptions, Status, Task};
 use crate::runtime::cgroup::CgroupSettings;
 use crate::runtime::{names, DockerRuntime, DockerSettings, Driver, DriverSettings, Snapshot};
@@ -85,6 +86,16 @@ pub fn cgroup_settings(config: &Config) -> CgroupSettings {
     }
 }
 
+/// `ECS_ENGINE_AUTH_TYPE` / `ECS_ENGINE_AUTH_DATA` as registry credentials, if configured.
+pub fn engine_auth(config: &Config) -> Result<Option<EngineAuth>, String> {
+    match (&config.engine_auth_type, &config.engine_auth_data) {
+        (Some(kind), Some(data)) => {
+            EngineAuth::parse(*kind == EngineAuthType::Dockercfg, data.expose()).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Connects to Docker at `DOCKER_HOST` and negotiates the API version.
 pub async fn connect_docker(config: &Config) -> Result<bollard::Docker, String> {
     let path = config
@@ -138,6 +149,14 @@ pub async fn run(config: &Config, args: &LocalRunArgs) -> Exit {
         disable_privileged: config.disable_privileged,
     };
     let (driver, handle, _changes, mut snapshots) = Driver::new(engine, runtime, settings);
+    let driver = match engine_auth(config) {
+        Ok(Some(auth)) => driver.with_engine_auth(auth),
+        Ok(None) => driver,
+        Err(e) => {
+            eprintln!("ecs-agent: {e}");
+            return Exit::Terminal;
+        }
+    };
     let driver = if config.task_cpu_mem_limit {
         driver.with_task_cgroups(cgroup_settings(config))
     } else {

@@ -79,6 +79,9 @@ pub fn attributes(config: &Config, docker_api: (u32, u32), first_registration: b
     // Container secrets into the environment, with the execution role.
     out.push(name(format!("{ECS_CAP}secrets.ssm.environment-variables")));
     out.push(name(format!("{ECS_CAP}secrets.asm.environment-variables")));
+    out.push(name(format!(
+        "{ECS_CAP}private-registry-authentication.secretsmanager"
+    )));
     if config.task_iam_role {
         out.push(name(format!("{CAP}task-iam-role")));
     }

@@ -4,9 +4,10 @@
 //! credentials; tokens cached per region + registry + endpoint + role and refreshed well before
 //! they expire. Tokens are never logged.
 //!
-//! Known limits: `asm` registry authentication and `ECS_ENGINE_AUTH_*` are not built yet.
+//! Also `registryAuthentication` type `asm` (username and password from Secrets Manager) and
+//! `ECS_ENGINE_AUTH_TYPE`/`ECS_ENGINE_AUTH_DATA` for containers without registry authentication.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -193,5 +194,202 @@ mod tests {
             &serde_json::json!({"type": "ecr", "ecrAuthData": {"region": 5}})
         ))
         .is_err());
+    }
+}
+
+/// `ECS_ENGINE_AUTH_TYPE` / `ECS_ENGINE_AUTH_DATA`: private registry credentials for images
+/// whose container has no `registryAuthentication`; the longest matching registry key wins.
+#[derive(Clone, Default)]
+pub struct EngineAuth {
+    /// Normalised key (`host[/path]`, no scheme) and its credentials.
+    entries: Vec<(String, DockerCredentials)>,
+}
+
+impl std::fmt::Debug for EngineAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.entries.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("EngineAuth")
+            .field("registries", &keys)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthEntry {
+    username: Option<String>,
+    password: Option<String>,
+    auth: Option<String>,
+    email: Option<String>,
+}
+
+fn normalise(key: &str) -> String {
+    let k = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let k = k.trim_end_matches('/');
+    let k = k
+        .strip_suffix("/v1")
+        .or_else(|| k.strip_suffix("/v2"))
+        .unwrap_or(k);
+    match k {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// `registry/repository` of an image reference, Docker Hub images under `docker.io`.
+fn qualified(image: &str) -> String {
+    let first = image.split('/').next().unwrap_or_default();
+    let has_host =
+        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_host {
+        image.to_owned()
+    } else {
+        format!("docker.io/{image}")
+    }
+}
+
+impl EngineAuth {
+    /// Parses the data in the `docker` form (`{"registry":{"username","password"}}`) or the
+    /// `dockercfg` form (`{"registry":{"auth":"base64(user:pass)"}}`). Errors never quote values.
+    pub fn parse(dockercfg: bool, data: &str) -> Result<EngineAuth, String> {
+        let map: BTreeMap<String, AuthEntry> = serde_json::from_str(data).map_err(|_| {
+            "ECS_ENGINE_AUTH_DATA is not a JSON object of registry credentials".to_owned()
+        })?;
+        let mut entries = Vec::new();
+        for (key, e) in map {
+            let (username, password) = match (dockercfg, e.auth) {
+                (true, Some(auth)) => {
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(auth.trim())
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .ok_or_else(|| format!("ECS_ENGINE_AUTH_DATA: the auth of {key} is not base64 user:password"))?;
+                    let (u, p) = decoded.split_once(':').ok_or_else(|| {
+                        format!("ECS_ENGINE_AUTH_DATA: the auth of {key} is not user:password")
+                    })?;
+                    (u.to_owned(), p.to_owned())
+                }
+                _ => (
+                    e.username.unwrap_or_default(),
+                    e.password.unwrap_or_default(),
+                ),
+            };
+            let creds = DockerCredentials {
+                username: Some(username),
+                password: Some(password),
+                email: e.email,
+                serveraddress: Some(key.clone()),
+                ..Default::default()
+            };
+            entries.push((normalise(&key), creds));
+        }
+        Ok(EngineAuth { entries })
+    }
+
+    /// The credentials for `image`: the longest registry key that prefixes it.
+    pub fn for_image(&self, image: &str) -> Option<DockerCredentials> {
+        let name = qualified(image);
+        self.entries
+            .iter()
+            .filter(|(k, _)| name == *k || name.starts_with(&format!("{k}/")))
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, c)| c.clone())
+    }
+}
+
+/// `registryAuthentication` type `asm`: the username and password kept in a Secrets Manager
+/// secret, read with the task's execution role.
+pub async fn asm_credentials(
+    sdk: &SdkConfig,
+    execution: Option<&RoleCredentials>,
+    registry_authentication: &serde_json::Value,
+) -> Result<DockerCredentials, String> {
+    let data = registry_authentication
+        .get("asmAuthData")
+        .cloned()
+        .unwrap_or_default();
+    let arn = data
+        .get("credentialsParameter")
+        .and_then(|v| v.as_str())
+        .ok_or("asmAuthData.credentialsParameter is missing")?;
+    let role = execution.ok_or("the task's execution role credentials are not available")?;
+    let mut conf =
+        aws_sdk_secretsmanager::config::Builder::from(sdk).credentials_provider(Credentials::new(
+            &role.access_key_id,
+            &role.secret_access_key,
+            Some(role.session_token.clone()),
+            None,
+            "ecs-execution-role",
+        ));
+    let region = data
+        .get("region")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .or_else(|| arn.split(':').nth(3).map(str::to_owned));
+    if let Some(region) = region.filter(|r| !r.is_empty()) {
+        conf = conf.region(aws_config::Region::new(region));
+    }
+    let client = aws_sdk_secretsmanager::Client::from_conf(conf.build());
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            let code = match &e {
+                aws_sdk_secretsmanager::error::SdkError::ServiceError(s) => {
+                    aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(s.err())
+                        .unwrap_or("UnknownError")
+                        .to_owned()
+                }
+                _ => "the service could not be reached".to_owned(),
+            };
+            format!("GetSecretValue {arn}: {code}")
+        })?;
+    #[derive(Deserialize)]
+    struct UserPass {
+        username: String,
+        password: String,
+    }
+    let up: UserPass = serde_json::from_str(out.secret_string().unwrap_or_default())
+        .map_err(|_| format!("secret {arn} is not a JSON object with username and password"))?;
+    Ok(DockerCredentials {
+        username: Some(up.username),
+        password: Some(up.password),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod engine_auth_tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_matching_registry_wins_in_both_forms() {
+        let docker = r#"{"https://index.docker.io/v1/":{"username":"hub","password":"p1"},
+            "registry.example.com":{"username":"ex","password":"p2"},
+            "registry.example.com/team":{"username":"team","password":"p3"}}"#;
+        let a = EngineAuth::parse(false, docker).unwrap();
+        let user = |img: &str| a.for_image(img).and_then(|c| c.username);
+        assert_eq!(user("busybox").as_deref(), Some("hub"));
+        assert_eq!(user("registry.example.com/app:1").as_deref(), Some("ex"));
+        assert_eq!(
+            user("registry.example.com/team/app").as_deref(),
+            Some("team")
+        );
+        assert_eq!(user("other.example.com/app"), None);
+        let cfg = r#"{"127.0.0.1:5005":{"auth":"QVdTOnNlY3JldA==","email":"a@b"}}"#;
+        let c = EngineAuth::parse(true, cfg)
+            .unwrap()
+            .for_image("127.0.0.1:5005/busybox:latest")
+            .unwrap();
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_deref()),
+            (Some("AWS"), Some("secret"))
+        );
+        let err = EngineAuth::parse(true, r#"{"r":{"auth":"not base64!"}}"#).unwrap_err();
+        assert!(!err.contains("not base64!"), "values never quoted: {err}");
+        assert!(!format!("{a:?}").contains("p1"), "Debug shows no password");
     }
 }

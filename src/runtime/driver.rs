@@ -20,7 +20,7 @@ use super::docker::DockerRuntime;
 use super::names;
 use crate::credentials;
 use crate::engine::{Binding, Change, Command, Engine, Input, Millis, Outcome, TaskState};
-use crate::images::{ecr_auth, EcrAuth};
+use crate::images::{asm_credentials, ecr_auth, EcrAuth, EngineAuth};
 use crate::model::{Status, Task, Volume};
 
 /// How often every known container is re-inspected in steady state.
@@ -75,6 +75,7 @@ pub struct Driver {
     task_iam_role: bool,
     registry_auth: Option<(Arc<EcrAuth>, credentials::Store)>,
     secrets: Option<aws_config::SdkConfig>,
+    engine_auth: Option<EngineAuth>,
 }
 
 /// Current Unix time in milliseconds.
@@ -114,6 +115,7 @@ impl Driver {
             task_iam_role: false,
             registry_auth: None,
             secrets: None,
+            engine_auth: None,
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -143,6 +145,13 @@ impl Driver {
     /// and the task's execution role.
     pub fn with_secrets(mut self, sdk: aws_config::SdkConfig) -> Self {
         self.secrets = Some(sdk);
+        self
+    }
+
+    /// Private registry credentials for containers without `registryAuthentication`
+    /// (`ECS_ENGINE_AUTH_TYPE` / `ECS_ENGINE_AUTH_DATA`).
+    pub fn with_engine_auth(mut self, auth: EngineAuth) -> Self {
+        self.engine_auth = Some(auth);
         self
     }
 
@@ -269,43 +278,32 @@ impl Driver {
         }
     }
 
-    /// Pulls a container's image, with ECR credentials when the container asks for them.
+    /// Pulls a container's image with the registry credentials it needs.
     fn pull(&self, task_arn: String, container: String, image: String) {
-        let auth = self.engine.task(&task_arn).and_then(|t| {
+        let found = self.engine.task(&task_arn).and_then(|t| {
             let model = t.task.containers.iter().find(|c| c.name == container)?;
-            let execution = t.task.execution_role_credentials.clone();
-            Some((ecr_auth(model.registry_authentication.as_ref()), execution))
+            Some((
+                model.registry_authentication.clone(),
+                self.execution_credentials(&t.task),
+            ))
         });
-        let registry = self.registry_auth.clone();
+        let (registry_authentication, execution) = found.unwrap_or_default();
+        let auth = PullAuth {
+            ecr: self.registry_auth.as_ref().map(|(ecr, _)| ecr.clone()),
+            sdk: self.secrets.clone(),
+            engine: self.engine_auth.clone(),
+        };
         let docker = self.docker.clone();
         self.spawn_result(task_arn, container, async move {
-            let credentials = match (auth, registry) {
-                (Some((Ok(Some(ecr)), execution)), Some((client, store))) => {
-                    // Fresher execution credentials may have arrived since the payload.
-                    let refreshed = execution
-                        .as_ref()
-                        .and_then(|e| store.get(&e.credentials_id))
-                        .map(|entry| entry.credentials)
-                        .or(execution);
-                    match client.credentials(&ecr, refreshed.as_ref()).await {
-                        Ok(c) => Some(c),
-                        Err(e) => {
-                            return Outcome::PullFailed {
-                                reason: format!(
-                                    "CannotPullContainerError: ECR authentication: {e}"
-                                ),
-                            }
-                        }
-                    }
-                }
-                (Some((Err(e), _)), _) => {
-                    return Outcome::PullFailed {
-                        reason: format!("CannotPullContainerError: {e}"),
-                    }
-                }
-                _ => None,
-            };
-            docker.pull(&image, credentials).await
+            match auth
+                .credentials(registry_authentication.as_ref(), &image, execution.as_ref())
+                .await
+            {
+                Ok(credentials) => docker.pull(&image, credentials).await,
+                Err(e) => Outcome::PullFailed {
+                    reason: format!("CannotPullContainerError: registry authentication: {e}"),
+                },
+            }
         });
     }
 
@@ -422,6 +420,43 @@ fn prepare_cgroup(task: &Task, cg: &CgroupSettings) -> Result<String, String> {
     cgroup::create(&cg.root, &parent, &spec)
         .map_err(|e| fail(format!("cannot create {parent}: {e}")))?;
     Ok(parent)
+}
+
+/// What a pull may authenticate with.
+struct PullAuth {
+    ecr: Option<Arc<EcrAuth>>,
+    sdk: Option<aws_config::SdkConfig>,
+    engine: Option<EngineAuth>,
+}
+
+impl PullAuth {
+    /// The credentials for one pull: the container's `registryAuthentication` (ecr or asm),
+    /// else `ECS_ENGINE_AUTH_*` for the image's registry, else none.
+    async fn credentials(
+        &self,
+        registry_authentication: Option<&serde_json::Value>,
+        image: &str,
+        execution: Option<&crate::model::RoleCredentials>,
+    ) -> Result<Option<bollard::auth::DockerCredentials>, String> {
+        let kind = registry_authentication
+            .and_then(|r| r.get("type"))
+            .and_then(|t| t.as_str());
+        match (kind, &self.ecr, &self.sdk) {
+            (Some("ecr"), Some(ecr), _) => {
+                let data = ecr_auth(registry_authentication)?.unwrap_or_default();
+                ecr.credentials(&data, execution).await.map(Some)
+            }
+            (Some("asm"), _, Some(sdk)) => asm_credentials(
+                sdk,
+                execution,
+                registry_authentication.unwrap_or(&serde_json::Value::Null),
+            )
+            .await
+            .map(Some),
+            (Some(other), _, _) => Err(format!("type {other} is not available in this run mode")),
+            (None, _, _) => Ok(self.engine.as_ref().and_then(|e| e.for_image(image))),
+        }
+    }
 }
 
 /// The container's secrets for its environment, fetched before it is created.
