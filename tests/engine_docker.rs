@@ -937,3 +937,59 @@ async fn asm_registry_credentials_authenticate_the_pull() {
     );
     h.cleanup().await;
 }
+
+/// `logConfiguration.secretOptions` (secrets with target LOG_DRIVER) become log driver options.
+#[tokio::test]
+async fn log_driver_secrets_become_log_options() {
+    let sdk = support::aws::moto_config().await;
+    let param = format!("/ecs-agent-test/{}", support::env::unique_name("logopt"));
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&param)
+        .value("10m")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let mut h = Harness::build(
+        "ecs-enginetest-logsecret",
+        4096,
+        ImagePullBehavior::PreferCached,
+        None,
+        Duration::from_secs(3600),
+        Some(sdk),
+    )
+    .await;
+    let mut task = h.task(&format!(
+        r#"{{"family":"logsecret","containerDefinitions":[{{"name":"app","image":"{i}","memory":32,"command":["true"],
+          "logConfiguration":{{"logDriver":"json-file","options":{{"max-file":"3"}},
+            "secretOptions":[{{"name":"max-size","valueFrom":"{param}"}}]}}}}]}}"#,
+        i = image()
+    ));
+    task.execution_role_credentials = Some(ecs_agent::model::RoleCredentials {
+        credentials_id: "exec-log".into(),
+        access_key_id: "AKIDEXEC".into(),
+        secret_access_key: "dummy".into(),
+        session_token: "token".into(),
+        ..Default::default()
+    });
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    assert_eq!(t.containers[0].exit_code, Some(0), "{:?}", t.reason);
+    let log = h
+        .inspect(&t, "app")
+        .await
+        .host_config
+        .unwrap()
+        .log_config
+        .unwrap();
+    assert_eq!(log.typ.as_deref(), Some("json-file"));
+    let config = log.config.unwrap();
+    assert_eq!(
+        config.get("max-size").map(String::as_str),
+        Some("10m"),
+        "{config:?}"
+    );
+    assert_eq!(config.get("max-file").map(String::as_str), Some("3"));
+    h.cleanup().await;
+}

@@ -82,6 +82,8 @@ pub fn attributes(config: &Config, docker_api: (u32, u32), first_registration: b
     out.push(name(format!(
         "{ECS_CAP}private-registry-authentication.secretsmanager"
     )));
+    out.push(name(format!("{ECS_CAP}secrets.ssm.bootstrap.log-driver")));
+    out.push(name(format!("{ECS_CAP}secrets.asm.bootstrap.log-driver")));
     if config.task_iam_role {
         out.push(name(format!("{CAP}task-iam-role")));
     }
@@ -350,10 +352,8 @@ mod tests {
         assert!(n.contains(&"com.amazonaws.ecs.capability.ecr-auth"));
         assert!(n.contains(&"com.amazonaws.ecs.capability.task-iam-role"));
         assert!(n.contains(&"ecs.capability.secrets.ssm.environment-variables"));
-        assert!(
-            !n.contains(&"ecs.capability.secrets.ssm.bootstrap.log-driver"),
-            "log-driver secrets are not built yet"
-        );
+        assert!(n.contains(&"ecs.capability.secrets.ssm.bootstrap.log-driver"));
+        assert!(!n.contains(&"ecs.capability.efs"), "not built yet");
     }
 
     #[test]

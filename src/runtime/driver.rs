@@ -354,10 +354,14 @@ impl Driver {
         let execution = self.execution_credentials(&task);
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
-            match container_secrets(secrets.as_ref(), execution.as_ref(), &task, model).await {
-                Ok(values) => env.extend(values),
-                Err(reason) => return Outcome::CreateFailed { reason },
-            }
+            let log_options =
+                match container_secrets(secrets.as_ref(), execution.as_ref(), &task, model).await {
+                    Ok((values, log_options)) => {
+                        env.extend(values);
+                        log_options
+                    }
+                    Err(reason) => return Outcome::CreateFailed { reason },
+                };
             let cgroup_parent = match &cgroups {
                 Some(cg) => match prepare_cgroup(&task, cg) {
                     Ok(parent) => Some(parent),
@@ -388,7 +392,7 @@ impl Driver {
                 cgroup_parent: cgroup_parent.as_deref(),
                 disable_privileged: settings.disable_privileged,
                 extra_env: &env,
-                log_config_override: None,
+                log_config_override: log_config_with(model, &log_options),
             };
             match create_body(&task, model, &ctx) {
                 Ok(body) => docker.create(&peer_names[&model.name], body).await,
@@ -459,24 +463,22 @@ impl PullAuth {
     }
 }
 
-/// The container's secrets for its environment, fetched before it is created.
+/// The container's secrets, fetched before it is created: those for its environment, and
+/// those for its log driver's options (`target` `LOG_DRIVER`).
 async fn container_secrets(
     sdk: Option<&aws_config::SdkConfig>,
     execution: Option<&crate::model::RoleCredentials>,
     task: &Task,
     model: &crate::model::Container,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
     let refs: Vec<crate::secrets::SecretRef> = model
         .secrets
         .iter()
         .flatten()
         .filter_map(|v| serde_json::from_value(v.clone()).ok())
-        .filter(|s: &crate::secrets::SecretRef| {
-            s.target.as_deref().unwrap_or("CONTAINER") == "CONTAINER"
-        })
         .collect();
     if refs.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(Default::default());
     }
     let Some(sdk) = sdk else {
         return Err(
@@ -484,7 +486,48 @@ async fn container_secrets(
         );
     };
     let region = task.arn.split(':').nth(3).unwrap_or_default().to_owned();
-    crate::secrets::resolve(sdk, execution, &region, &refs).await
+    let mut values = crate::secrets::resolve(sdk, execution, &region, &refs).await?;
+    let mut log_options = BTreeMap::new();
+    for r in refs
+        .iter()
+        .filter(|r| r.target.as_deref() == Some("LOG_DRIVER"))
+    {
+        if let Some(v) = values.remove(&r.name) {
+            log_options.insert(r.name.clone(), v);
+        }
+    }
+    Ok((values, log_options))
+}
+
+/// The container's log configuration (from its `dockerConfig.hostConfig`) with the secret
+/// options added, when there are any.
+fn log_config_with(
+    model: &crate::model::Container,
+    secret_options: &BTreeMap<String, String>,
+) -> Option<bollard::models::HostConfigLogConfig> {
+    if secret_options.is_empty() {
+        return None;
+    }
+    let host_config: serde_json::Value = model
+        .docker_config
+        .as_ref()
+        .and_then(|d| d.host_config.as_deref())
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let log = &host_config["LogConfig"];
+    let mut config: std::collections::HashMap<String, String> = log["Config"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    config.extend(secret_options.clone());
+    Some(bollard::models::HostConfigLogConfig {
+        typ: log["Type"].as_str().map(str::to_owned),
+        config: Some(config),
+    })
 }
 
 /// Environment the agent adds to every container of a task.

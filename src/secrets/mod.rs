@@ -6,8 +6,8 @@
 //! optional `:json-key:version-stage:version-id` suffix (empty fields omitted); a JSON key picks
 //! one field of a JSON secret. Values never reach logs or error text.
 //!
-//! Known limit: secrets with target `LOG_DRIVER` are not applied yet (they come with the log
-//! shipping issue); they are fetched and checked all the same.
+//! Secrets with target `LOG_DRIVER` become options of the container's log driver (the driver
+//! applies them; see `runtime::driver`).
 
 use std::collections::BTreeMap;
 
