@@ -820,14 +820,7 @@ async fn secrets_from_ssm_and_secrets_manager_reach_the_environment() {
     let sdk = support::aws::moto_config().await;
     let unique = support::env::unique_name("ecs-secret");
     let param = format!("/ecs-agent-test/{unique}");
-    aws_sdk_ssm::Client::new(&sdk)
-        .put_parameter()
-        .name(&param)
-        .value("ssm-s3cret")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_secure_string(&sdk, &param, "ssm-s3cret").await;
     let secret = aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
         .name(&unique)
@@ -852,15 +845,7 @@ async fn secrets_from_ssm_and_secrets_manager_reach_the_environment() {
               "secrets":[{{"name":"DB_PASS","valueFrom":"{ssm_name}"}},{{"name":"API_PASS","valueFrom":"{secret_arn}:password::"}}]}}]}}"#,
             i = image()
         ));
-        t.execution_role_credentials = Some(ecs_agent::model::RoleCredentials {
-            credentials_id: "exec-1".into(),
-            role_arn: "arn:aws:iam::123456789012:role/exec".into(),
-            access_key_id: "AKIDEXEC".into(),
-            secret_access_key: "dummy".into(),
-            session_token: "token".into(),
-            expiration: "2026-11-26T20:00:00Z".into(),
-            credential_scope: None,
-        });
+        t.execution_role_credentials = Some(execution_role("exec-1"));
         t
     };
     let good = task_with(&param);
@@ -920,13 +905,7 @@ async fn asm_registry_credentials_authenticate_the_pull() {
     task.containers[0].registry_authentication = Some(
         serde_json::json!({"type": "asm", "asmAuthData": {"credentialsParameter": arn, "region": "us-west-2"}}),
     );
-    task.execution_role_credentials = Some(ecs_agent::model::RoleCredentials {
-        credentials_id: "exec-asm".into(),
-        access_key_id: "AKIDEXEC".into(),
-        secret_access_key: "dummy".into(),
-        session_token: "token".into(),
-        ..Default::default()
-    });
+    task.execution_role_credentials = Some(execution_role("exec-asm"));
     h.run(&task);
     let t = h.stopped(&task).await;
     assert_eq!(
@@ -943,14 +922,7 @@ async fn asm_registry_credentials_authenticate_the_pull() {
 async fn log_driver_secrets_become_log_options() {
     let sdk = support::aws::moto_config().await;
     let param = format!("/ecs-agent-test/{}", support::env::unique_name("logopt"));
-    aws_sdk_ssm::Client::new(&sdk)
-        .put_parameter()
-        .name(&param)
-        .value("10m")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    put_secure_string(&sdk, &param, "10m").await;
     let mut h = Harness::build(
         "ecs-enginetest-logsecret",
         4096,
@@ -966,13 +938,7 @@ async fn log_driver_secrets_become_log_options() {
             "secretOptions":[{{"name":"max-size","valueFrom":"{param}"}}]}}}}]}}"#,
         i = image()
     ));
-    task.execution_role_credentials = Some(ecs_agent::model::RoleCredentials {
-        credentials_id: "exec-log".into(),
-        access_key_id: "AKIDEXEC".into(),
-        secret_access_key: "dummy".into(),
-        session_token: "token".into(),
-        ..Default::default()
-    });
+    task.execution_role_credentials = Some(execution_role("exec-log"));
     h.run(&task);
     let t = h.stopped(&task).await;
     assert_eq!(t.containers[0].exit_code, Some(0), "{:?}", t.reason);
@@ -992,4 +958,29 @@ async fn log_driver_secrets_become_log_options() {
     );
     assert_eq!(config.get("max-file").map(String::as_str), Some("3"));
     h.cleanup().await;
+}
+
+/// Execution role credentials for a task (moto checks none of them).
+fn execution_role(id: &str) -> ecs_agent::model::RoleCredentials {
+    ecs_agent::model::RoleCredentials {
+        credentials_id: id.into(),
+        role_arn: "arn:aws:iam::123456789012:role/exec".into(),
+        access_key_id: "AKIDEXEC".into(),
+        secret_access_key: "dummy".into(),
+        session_token: "token".into(),
+        expiration: "2026-11-26T20:00:00Z".into(),
+        credential_scope: None,
+    }
+}
+
+/// Stores an SSM SecureString parameter in moto.
+async fn put_secure_string(sdk: &aws_config::SdkConfig, name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(sdk)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
 }
