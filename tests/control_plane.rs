@@ -164,6 +164,16 @@ fn with_desired(mut task: Value, desired: &str) -> Value {
     task
 }
 
+/// The first frame of this type the agent sent to ACS, which the simulator found valid.
+async fn acs_frame(sim: &EcsSim, agent: &Agent, kind: &str) -> support::ecs_sim::AgentFrame {
+    let frame = sim
+        .wait_acs_frame(|f| f.msg_type.as_deref() == Some(kind), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no {kind}; log:\n{}", agent.log()));
+    assert!(frame.valid, "{kind}: {:?}", frame.error);
+    frame
+}
+
 async fn wait_report(sim: &EcsSim, task_arn: &str, status: &str) -> Value {
     let arn = task_arn.to_owned();
     let status_s = status.to_owned();
@@ -292,14 +302,7 @@ async fn heartbeats_are_acked_and_malformed_frames_do_not_end_the_session() {
         json!({"type": "HeartbeatMessage", "message": {"healthy": true, "messageId": "hb-1"}}),
     )
     .unwrap();
-    let ack = sim
-        .wait_acs_frame(
-            |f| f.msg_type.as_deref() == Some("HeartbeatAckRequest"),
-            WAIT,
-        )
-        .await
-        .unwrap_or_else(|| panic!("no heartbeat ack; log:\n{}", agent.log()));
-    assert!(ack.valid, "{:?}", ack.error);
+    let ack = acs_frame(&sim, &agent, "HeartbeatAckRequest").await;
     assert_eq!(
         ack.raw,
         r#"{"type":"HeartbeatAckRequest","message":{"messageId":"hb-1"}}"#
@@ -366,14 +369,7 @@ async fn role_credentials_are_acked() {
             "accessKeyId": "ASIATEST", "secretAccessKey": "SECRET", "sessionToken": "TOKEN", "expiration": "2026-11-26T20:00:00Z"}
     }}))
     .unwrap();
-    let ack = sim
-        .wait_acs_frame(
-            |f| f.msg_type.as_deref() == Some("IAMRoleCredentialsAckRequest"),
-            WAIT,
-        )
-        .await
-        .unwrap_or_else(|| panic!("no credentials ack; log:\n{}", agent.log()));
-    assert!(ack.valid, "{:?}", ack.error);
+    let ack = acs_frame(&sim, &agent, "IAMRoleCredentialsAckRequest").await;
     assert_eq!(ack.message()["credentialsId"], "cid-1");
     assert_eq!(ack.message()["expiration"], "2026-11-26T20:00:00Z");
     assert!(!agent.log().contains("SECRET"), "credentials never logged");
@@ -392,14 +388,7 @@ async fn a_task_missing_from_the_manifest_is_verified_then_stopped() {
         "messageId": "manifest-1", "generatedAt": 1795695400, "timeline": 5, "tasks": []
     }}))
     .unwrap();
-    let verification = sim
-        .wait_acs_frame(
-            |f| f.msg_type.as_deref() == Some("TaskStopVerificationMessage"),
-            WAIT,
-        )
-        .await
-        .unwrap_or_else(|| panic!("no stop verification; log:\n{}", agent.log()));
-    assert!(verification.valid, "{:?}", verification.error);
+    let verification = acs_frame(&sim, &agent, "TaskStopVerificationMessage").await;
     assert_eq!(verification.message()["messageId"], "manifest-1");
     assert_eq!(
         verification.message()["stopCandidates"][0]["taskArn"],
