@@ -65,6 +65,23 @@ pub(crate) fn parse(frame: &str) -> Result<Frame, DecodeError> {
     bare(&object).ok_or(DecodeError::MissingType)
 }
 
+/// A frame as a decoder takes it: a typed message, or a bare exception of a known kind.
+pub(crate) enum Incoming {
+    Typed(String, Value),
+    Exception(String, String),
+}
+
+/// Splits an incoming frame; the bare form is accepted only for the `exceptions` named.
+pub(crate) fn parse_incoming(frame: &str, exceptions: &[&str]) -> Result<Incoming, DecodeError> {
+    match parse(frame)? {
+        Frame::Typed { kind, message } => Ok(Incoming::Typed(kind, message)),
+        Frame::Bare { kind, text } if exceptions.contains(&kind.as_str()) => {
+            Ok(Incoming::Exception(kind, text))
+        }
+        Frame::Bare { .. } => Err(DecodeError::MissingType),
+    }
+}
+
 /// The bare `{"<Name>":"<text>"}` form: exactly one member, a string.
 fn bare(object: &Map<String, Value>) -> Option<Frame> {
     let mut members = object.iter();

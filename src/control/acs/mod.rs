@@ -20,7 +20,7 @@ pub(crate) mod tests;
 use serde_json::{Map, Value};
 
 pub use envelope::DecodeError;
-use envelope::Frame;
+use envelope::{Frame, Incoming};
 pub use messages::*;
 pub use payload::{PayloadMessage, PayloadTask, RejectedTask};
 
@@ -77,15 +77,9 @@ pub enum Outbound {
 
 /// Decodes one text frame from ACS.
 pub fn decode(frame: &str) -> Result<Inbound, DecodeError> {
-    let (kind, message) = match envelope::parse(frame)? {
-        Frame::Typed { kind, message } => (kind, message),
-        Frame::Bare { kind, text } if EXCEPTIONS.contains(&kind.as_str()) => {
-            return Ok(Inbound::Exception {
-                kind,
-                message: text,
-            })
-        }
-        Frame::Bare { .. } => return Err(DecodeError::MissingType),
+    let (kind, message) = match envelope::parse_incoming(frame, &EXCEPTIONS)? {
+        Incoming::Typed(kind, message) => (kind, message),
+        Incoming::Exception(kind, message) => return Ok(Inbound::Exception { kind, message }),
     };
     use envelope::typed;
     let k = kind.as_str();

@@ -14,7 +14,7 @@ mod tests;
 
 use serde_json::Map;
 
-use crate::control::acs::envelope::{self, Frame};
+use crate::control::acs::envelope::{self, Frame, Incoming};
 pub use crate::control::acs::DecodeError;
 pub use batch::{
     health_requests, metrics_requests, HealthCycle, MetricsCycle, MAX_REQUEST_BYTES,
@@ -58,15 +58,9 @@ pub enum Outbound {
 
 /// Decodes one text frame from TCS.
 pub fn decode(frame: &str) -> Result<Inbound, DecodeError> {
-    let (kind, message) = match envelope::parse(frame)? {
-        Frame::Typed { kind, message } => (kind, message),
-        Frame::Bare { kind, text } if EXCEPTIONS.contains(&kind.as_str()) => {
-            return Ok(Inbound::Exception {
-                kind,
-                message: text,
-            })
-        }
-        Frame::Bare { .. } => return Err(DecodeError::MissingType),
+    let (kind, message) = match envelope::parse_incoming(frame, &EXCEPTIONS)? {
+        Incoming::Typed(kind, message) => (kind, message),
+        Incoming::Exception(kind, message) => return Ok(Inbound::Exception { kind, message }),
     };
     use envelope::typed;
     let k = kind.as_str();
