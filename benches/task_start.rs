@@ -206,6 +206,7 @@ impl Rig {
         let settings = DriverSettings {
             cluster: label.clone(),
             disable_privileged: false,
+            remove_unknown: false,
         };
         let engine = Engine::new(engine_config(), 1234);
         let (driver, handle, changes, snapshots) = Driver::new(engine, runtime, settings);

@@ -10,6 +10,7 @@ pub mod control;
 pub mod credentials;
 pub mod endpoints;
 pub mod engine;
+pub mod failpoint;
 pub mod images;
 pub mod model;
 pub mod runtime;

@@ -80,6 +80,7 @@ impl Harness {
         let driver_settings = DriverSettings {
             cluster: cluster.clone(),
             disable_privileged: false,
+            remove_unknown: false,
         };
         let (driver, handle, changes, snapshots) =
             Driver::new(Engine::new(cfg, 1234), runtime, driver_settings);

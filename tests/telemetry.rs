@@ -215,6 +215,7 @@ impl Host {
         let driver_settings = DriverSettings {
             cluster: cluster.clone(),
             disable_privileged: false,
+            remove_unknown: false,
         };
         let (driver, handle, _changes, snapshots) =
             Driver::new(Engine::new(cfg, 1234), runtime, driver_settings);

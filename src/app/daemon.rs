@@ -11,16 +11,16 @@ use crate::config::Config;
 use crate::control::api::{self, backend_url};
 use crate::control::imds::{Imds, InstanceFacts};
 use crate::control::register::{self, RegisterError, RegisterRequest};
-use crate::control::reporter::Reporter;
+use crate::control::reporter::{Report, Reporter};
 use crate::control::session::{self, SessionContext};
 use crate::control::telemetry::{self, TelemetryContext};
 use crate::credentials::{self, RoleType};
 use crate::endpoints::audit::AuditLog;
 use crate::endpoints::credentials::{serve_on, CredentialsApi};
 use crate::endpoints::ratelimit::RateLimiter;
-use crate::engine::Change;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Change, Engine, EngineConfig, Input, TaskState};
 use crate::model::Status;
+use crate::runtime::driver::DriverHandle;
 use crate::runtime::{DockerRuntime, Driver, DriverSettings};
 use crate::state::{self, Resume};
 use std::path::Path;
@@ -100,10 +100,11 @@ pub async fn run(config: &Config) -> Exit {
         .as_ref()
         .map(|f| f.instance_id.clone())
         .unwrap_or_default();
-    let saved_arn = match saved_registration(config, &instance_id) {
-        Ok(arn) => arn,
+    let resumed = match saved_state(config, &instance_id) {
+        Ok(r) => r,
         Err(exit) => return exit,
     };
+    let saved_arn = resumed.arn;
     let request = RegisterRequest {
         cluster: &config.cluster,
         saved_arn: saved_arn.as_deref(),
@@ -123,7 +124,10 @@ pub async fn run(config: &Config) -> Exit {
             return Exit::Failure;
         }
     };
-    save_registration(config, &registration, &instance_id);
+    let writer = match save_registration(config, &registration, &instance_id, &resumed.tasks) {
+        Ok(w) => w,
+        Err(exit) => return exit,
+    };
     tracing::info!(container_instance = %registration.container_instance_arn, cluster = %config.cluster, "registered");
 
     let seed = crate::runtime::driver::now_millis() ^ (u64::from(std::process::id()) << 32);
@@ -132,9 +136,23 @@ pub async fn run(config: &Config) -> Exit {
     let settings = DriverSettings {
         cluster: config.cluster.clone(),
         disable_privileged: config.disable_privileged,
+        remove_unknown: false, // WIRE: ECS_REMOVE_UNKNOWN_CONTAINERS
     };
-    let (driver, handle, changes, snapshots) =
-        Driver::new(Engine::new(engine_config(config), seed), runtime, settings);
+    let store = credentials::Store::default();
+    // Known tasks' credentials answer 503 until ACS sends them again (sendCredentials=true).
+    for t in &resumed.tasks {
+        let ids = [&t.task.role_credentials, &t.task.execution_role_credentials];
+        for c in ids.into_iter().flatten() {
+            store.mark_pending(&c.credentials_id);
+        }
+    }
+    let (engine, redo) = Engine::restore(engine_config(config), seed, resumed.tasks);
+    let (driver, handle, changes, snapshots) = Driver::new(engine, runtime, settings);
+    let driver = driver.with_restored(redo);
+    let driver = match writer {
+        Some(w) => driver.with_state(w),
+        None => driver,
+    };
     let driver = if config.task_cpu_mem_limit {
         driver.with_task_cgroups(local_run::cgroup_settings(config))
     } else {
@@ -145,7 +163,6 @@ pub async fn run(config: &Config) -> Exit {
     } else {
         driver
     };
-    let store = credentials::Store::default();
     let ecr = std::sync::Arc::new(crate::images::EcrAuth::new(sdk.clone()));
     let driver = driver
         .with_registry_auth(ecr, store.clone())
@@ -165,7 +182,8 @@ pub async fn run(config: &Config) -> Exit {
     // ordered path to the reporter.
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     tokio::spawn(forward_changes(changes, report_tx.clone(), store.clone()));
-    let (reporter, _sent) = Reporter::new(client.clone(), config.cluster.clone());
+    let (reporter, sent) = Reporter::new(client.clone(), config.cluster.clone());
+    tokio::spawn(forward_sent(sent, handle.clone()));
     let spot_client = client.clone();
     tokio::spawn(reporter.run(report_rx));
 
@@ -212,25 +230,47 @@ pub async fn run(config: &Config) -> Exit {
     }
 }
 
-/// The container instance ARN to re-register with, from the saved state (when checkpointing).
-/// State of another cluster is a terminal error, as in the official agent.
-fn saved_registration(config: &Config, instance_id: &str) -> Result<Option<String>, Exit> {
+/// What the saved state gives this start.
+#[derive(Default)]
+struct Resumed {
+    /// The container instance ARN to re-register with.
+    arn: Option<String>,
+    /// The tasks to carry on with.
+    tasks: Vec<TaskState>,
+}
+
+/// Reads the saved state (when checkpointing). Another EC2 instance's state is ignored, another
+/// cluster's is a terminal error, as in the official agent. A corrupt file is set aside (the
+/// previous copy used); a data directory that cannot be read at all stops the agent.
+fn saved_state(config: &Config, instance_id: &str) -> Result<Resumed, Exit> {
     if !config.checkpoint {
-        return Ok(None);
+        return Ok(Resumed::default());
     }
-    let saved = match state::load(Path::new(&config.data_dir)) {
-        Ok(s) => s,
+    let loaded = match state::load(Path::new(&config.data_dir)) {
+        Ok(l) => l,
         Err(e) => {
-            tracing::warn!(error = %e, "saved state unusable; registering as a new instance");
-            None
+            tracing::error!(error = %e, "cannot read the saved state");
+            return Err(Exit::Failure);
         }
     };
-    match state::resume(saved.as_ref(), &config.cluster, instance_id) {
+    for note in &loaded.notes {
+        tracing::warn!(data_dir = %config.data_dir, "saved state: {note}");
+    }
+    let Some(saved) = loaded.state else {
+        return Ok(Resumed::default());
+    };
+    match state::resume(Some(&saved.metadata), &config.cluster, instance_id) {
         Ok(Resume::Reregister(arn)) => {
-            tracing::info!(container_instance = %arn, "restored from the saved state");
-            Ok(Some(arn))
+            tracing::info!(container_instance = %arn, tasks = saved.tasks.len(), "restored from the saved state");
+            Ok(Resumed {
+                arn: Some(arn),
+                tasks: saved.tasks,
+            })
         }
-        Ok(Resume::Fresh) => Ok(None),
+        Ok(Resume::Fresh) => {
+            tracing::warn!(saved_instance = %saved.metadata.ec2_instance_id, "the saved state is another EC2 instance's; starting fresh");
+            Ok(Resumed::default())
+        }
         Err(why) => {
             tracing::error!("{why}");
             Err(Exit::Terminal)
@@ -238,20 +278,58 @@ fn saved_registration(config: &Config, instance_id: &str) -> Result<Option<Strin
     }
 }
 
-/// Saves what registration returned, so a restart re-registers as the same instance.
-fn save_registration(config: &Config, r: &register::Registration, instance_id: &str) {
+/// Saves what registration returned with the resumed tasks, so a restart re-registers as the
+/// same instance; the writer goes on to the driver. `None` without checkpointing.
+fn save_registration(
+    config: &Config,
+    r: &register::Registration,
+    instance_id: &str,
+    tasks: &[TaskState],
+) -> Result<Option<state::Writer>, Exit> {
     if !config.checkpoint {
-        return;
+        return Ok(None);
     }
     let m = state::Metadata {
-        version: state::VERSION,
         cluster: config.cluster.clone(),
         container_instance_arn: r.container_instance_arn.clone(),
         ec2_instance_id: instance_id.to_owned(),
         availability_zone: r.availability_zone.clone(),
     };
-    if let Err(e) = state::save(Path::new(&config.data_dir), &m) {
-        tracing::error!(error = %e, "cannot save the registration; a restart will register a new instance");
+    let mut writer = state::Writer::new(config.data_dir.clone().into(), m);
+    let bytes = writer.render(tasks.to_vec()).unwrap_or_default();
+    match state::write(&writer.dir, &bytes) {
+        Ok(()) => {
+            writer.written(bytes);
+            Ok(Some(writer))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot save the agent state under ECS_DATADIR");
+            Err(Exit::Failure)
+        }
+    }
+}
+
+/// Tells the engine which state changes ECS accepted, so a restart does not send them again.
+async fn forward_sent(mut sent: mpsc::UnboundedReceiver<Report>, engine: DriverHandle) {
+    while let Some(r) = sent.recv().await {
+        let status = match r.status {
+            "RUNNING" => Some(Status::Running),
+            "STOPPED" => Some(Status::Stopped),
+            _ => None,
+        };
+        let containers = r
+            .containers
+            .iter()
+            .map(|c| (c.container.clone(), c.status))
+            .collect();
+        let input = Input::Sent {
+            task_arn: r.task_arn,
+            status,
+            containers,
+        };
+        if !engine.send(input) {
+            break;
+        }
     }
 }
 

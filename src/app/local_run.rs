@@ -147,6 +147,7 @@ pub async fn run(config: &Config, args: &LocalRunArgs) -> Exit {
     let settings = DriverSettings {
         cluster: args.cluster.clone(),
         disable_privileged: config.disable_privileged,
+        remove_unknown: false,
     };
     let (driver, handle, _changes, mut snapshots) = Driver::new(engine, runtime, settings);
     let driver = match engine_auth(config) {

@@ -180,6 +180,7 @@ impl TaskSender {
                 };
                 match result {
                     Ok(()) => {
+                        crate::failpoint::hit("reported");
                         let _ = self.sent.send(report);
                         break;
                     }

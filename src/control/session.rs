@@ -197,6 +197,10 @@ async fn serve(ctx: &SessionContext, ws: Ws, state: &mut SessionState) -> Result
         };
         deadline = Instant::now() + inactivity;
         let (replies, end) = handlers::handle(ctx, state, &text);
+        if replies.iter().any(|r| matches!(r, Reply::Ack(_))) {
+            // Acknowledge only what a crash cannot lose.
+            ctx.engine.flush().await;
+        }
         for reply in replies {
             sink.send(Message::Text(acs::encode(&reply).into()))
                 .await

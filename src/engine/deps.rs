@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::model::{Container, DependencyCondition, Health, Status};
 
 /// What a container waits for on another one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Condition {
     /// `volumesFrom`: the source container exists.
     Create,
@@ -43,7 +43,7 @@ impl From<DependencyCondition> for Condition {
 }
 
 /// One edge: this container waits for `on` to meet `condition`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dependency {
     pub on: usize,
     pub condition: Condition,

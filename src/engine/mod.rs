@@ -15,6 +15,7 @@
 pub mod deps;
 mod reconcile;
 pub mod resources;
+mod restore;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -60,6 +61,13 @@ pub enum Input {
     Docker {
         docker_id: String,
         event: DockerEvent,
+    },
+    /// ECS accepted a state change (task status, when it was a task change, and the container
+    /// changes that rode along): a restarted agent does not send these again.
+    Sent {
+        task_arn: String,
+        status: Option<Status>,
+        containers: Vec<(String, Status)>,
     },
     /// Time passed.
     Tick,
@@ -223,6 +231,11 @@ impl Engine {
                 outcome,
             } => self.apply_outcome(now, &task_arn, &container, outcome),
             Input::Docker { docker_id, event } => self.apply_docker(now, &docker_id, event),
+            Input::Sent {
+                task_arn,
+                status,
+                containers,
+            } => self.record_sent(&task_arn, status, &containers),
             Input::Tick => {}
         }
         self.progress(now, &mut out);

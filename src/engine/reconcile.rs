@@ -81,6 +81,7 @@ impl Engine {
                 start_timeout: secs(c.start_timeout),
                 deps: Vec::new(),
                 reported: Status::None,
+                sent: Status::None,
                 restart: c.restart_policy.as_ref().and_then(RestartRule::of),
                 restart_pending: false,
                 restart_count: 0,
@@ -99,6 +100,7 @@ impl Engine {
             execution_stopped_at: None,
             cleanup_at: None,
             reported: Status::None,
+            sent: Status::None,
         }
     }
 
@@ -542,19 +544,21 @@ fn roll_up(t: &mut TaskState, now: Millis, out: &mut Vec<Command>) -> bool {
         .map(|c| c.known)
         .min()
         .unwrap_or(Status::Stopped);
-    if least <= t.known {
-        return false;
+    let moved = least > t.known;
+    if moved {
+        t.known = least;
+        if least == Status::Stopped {
+            t.execution_stopped_at = Some(now);
+        }
     }
-    t.known = least;
-    if least == Status::Stopped {
-        t.execution_stopped_at = Some(now);
-    }
-    if matches!(least, Status::Running | Status::Stopped) && t.reported < least {
-        t.reported = least;
+    // Also after a restart, when the last change was never accepted by ECS.
+    let known = t.known;
+    if matches!(known, Status::Running | Status::Stopped) && t.reported < known {
+        t.reported = known;
         out.push(Command::Report(Change::Task(TaskChange {
             task_arn: arn,
-            status: least,
-            reason: if least == Status::Stopped {
+            status: known,
+            reason: if known == Status::Stopped {
                 t.reason.clone()
             } else {
                 None
@@ -564,5 +568,5 @@ fn roll_up(t: &mut TaskState, now: Millis, out: &mut Vec<Command>) -> bool {
             execution_stopped_at: t.execution_stopped_at,
         })));
     }
-    true
+    moved
 }

@@ -58,7 +58,7 @@ impl PartialEq for HostCapacity {
 }
 
 /// A container port (or range) bound to a host port (or range of the same length).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Binding {
     pub container: (u16, u16),
     pub host: (u16, u16),
@@ -230,6 +230,23 @@ impl Resources {
             },
         );
         Ok(bindings)
+    }
+
+    /// Records what a restored task already holds (its saved host ports included), without
+    /// choosing anything: the agent restarted while the task held its reservation.
+    pub fn adopt(&mut self, task: &str, cpu: u64, memory_mib: u64, ports: Vec<(Protocol, u16)>) {
+        self.release(task);
+        self.used_cpu += cpu;
+        self.used_memory += memory_mib;
+        self.used_ports.extend(ports.iter().copied());
+        self.held.insert(
+            task.to_owned(),
+            Reservation {
+                cpu,
+                memory_mib,
+                ports,
+            },
+        );
     }
 
     /// Gives back what `task` held (no-op if nothing).

@@ -3,13 +3,15 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::deps::{Dependency, Progress};
 use super::resources::Binding;
 use super::Millis;
 use crate::model::{Health, Status, Task};
 
 /// One container's state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerState {
     pub name: String,
     pub image: String,
@@ -36,8 +38,11 @@ pub struct ContainerState {
     pub stop_timeout: Option<Duration>,
     pub start_timeout: Option<Duration>,
     pub deps: Vec<Dependency>,
-    /// Last status reported for this container.
+    /// Last status handed to the reporter for this container.
     pub reported: Status,
+    /// Last status ECS accepted for this container (what a restart must not send again).
+    #[serde(default)]
+    pub sent: Status,
     /// The container's restart policy, when enabled.
     pub restart: Option<RestartRule>,
     /// An exit was seen that the restart policy restarts: a start is due.
@@ -47,7 +52,7 @@ pub struct ContainerState {
 }
 
 /// When an exited container is started again in place (`restartPolicy`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestartRule {
     /// Exit codes that do not cause a restart.
     pub ignored_exit_codes: Vec<i64>,
@@ -124,7 +129,7 @@ impl ContainerState {
 }
 
 /// One task's state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskState {
     pub task: Task,
     pub known: Status,
@@ -141,8 +146,11 @@ pub struct TaskState {
     pub execution_stopped_at: Option<Millis>,
     /// When the stopped task's containers are removed.
     pub cleanup_at: Option<Millis>,
-    /// Last status reported for this task.
+    /// Last status handed to the reporter for this task.
     pub reported: Status,
+    /// Last status ECS accepted for this task.
+    #[serde(default)]
+    pub sent: Status,
 }
 
 impl TaskState {

@@ -154,12 +154,24 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// Creates the container (removing a leftover of the same name first).
+    /// Creates the container. Names are unique per container of a task, so a container of
+    /// this name already there is this one, created before an agent restart: it is adopted,
+    /// never created twice.
     pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Outcome {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
         let call = self.docker.create_container(Some(options), body);
         match tokio::time::timeout(self.settings.create_timeout, call).await {
             Ok(Ok(r)) => Outcome::Created { docker_id: r.id },
+            Ok(Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            })) => match self.docker.inspect_container(name, None).await {
+                Ok(existing) => Outcome::Created {
+                    docker_id: existing.id.unwrap_or_default(),
+                },
+                Err(e) => Outcome::CreateFailed {
+                    reason: format!("CannotCreateContainerError: {}", docker_message(&e)),
+                },
+            },
             Ok(Err(e)) => Outcome::CreateFailed { reason: format!("CannotCreateContainerError: {}", docker_message(&e)) },
             Err(_) => Outcome::CreateFailed {
                 reason: format!(
@@ -173,7 +185,11 @@ impl DockerRuntime {
     pub async fn start(&self, id: &str) -> Outcome {
         let call = self.docker.start_container(id, None);
         match tokio::time::timeout(self.settings.start_timeout, call).await {
-            Ok(Ok(())) => Outcome::Started,
+            // 304: already running (a start redone after an agent restart).
+            Ok(Ok(()))
+            | Ok(Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            })) => Outcome::Started,
             Ok(Err(e)) => Outcome::StartFailed { reason: format!("CannotStartContainerError: {}", docker_message(&e)) },
             Err(_) => Outcome::StartFailed {
                 reason: format!(

@@ -3,8 +3,13 @@
 //! concurrently against Docker. Observers read snapshots through a `watch` channel; state
 //! changes for ECS go out on a channel of [`Change`]s.
 //!
-//! The Docker event stream is filtered by dockerd, reopened when it drops, and every known
-//! container is re-inspected then and every five minutes, to catch what was missed.
+//! The Docker event stream is filtered by dockerd, reopened when it drops (a Docker restart
+//! included), and every known container is re-inspected then, at start and every five
+//! minutes, to catch what was missed.
+//!
+//! With a state writer, the engine's state is saved after each batch of inputs and before
+//! the commands they led to are carried out; a restored engine's interrupted commands are
+//! carried out again first (see `engine::restore` and `recovery`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,12 +36,16 @@ const RESYNC_EVERY: Duration = Duration::from_secs(300);
 pub struct DriverSettings {
     pub cluster: String,
     pub disable_privileged: bool,
+    /// Remove containers of this cluster that the state does not know (at start).
+    pub remove_unknown: bool,
 }
 
 /// What reaches the driver's loop.
 enum Msg {
     Input(Input),
     Resync,
+    /// Answered once every earlier input is saved (and its commands dispatched).
+    Flush(tokio::sync::oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -50,6 +59,15 @@ impl DriverHandle {
     /// Hands an input to the engine; false if the driver has stopped.
     pub fn send(&self, input: Input) -> bool {
         self.tx.send(Msg::Input(input)).is_ok()
+    }
+
+    /// Returns once every input sent before is in the saved state: what is acknowledged to
+    /// ACS after this survives a crash.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Ends the driver's loop; commands under way finish on their own.
@@ -76,7 +94,13 @@ pub struct Driver {
     registry_auth: Option<(Arc<EcrAuth>, credentials::Store)>,
     secrets: Option<aws_config::SdkConfig>,
     engine_auth: Option<EngineAuth>,
+    state: Option<crate::state::Writer>,
+    /// Commands that were under way when a restored engine was saved.
+    redo: Vec<Command>,
 }
+
+/// Inputs handled together before the state is saved once.
+const BATCH: usize = 256;
 
 /// Current Unix time in milliseconds.
 pub fn now_millis() -> Millis {
@@ -116,6 +140,8 @@ impl Driver {
             registry_auth: None,
             secrets: None,
             engine_auth: None,
+            state: None,
+            redo: Vec::new(),
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -155,6 +181,19 @@ impl Driver {
         self
     }
 
+    /// Saves the engine's state with `writer` before carrying out any command.
+    pub fn with_state(mut self, writer: crate::state::Writer) -> Self {
+        self.state = Some(writer);
+        self
+    }
+
+    /// Carries out again, first, the commands a restored engine had under way
+    /// (`Engine::restore`).
+    pub fn with_restored(mut self, redo: Vec<Command>) -> Self {
+        self.redo = redo;
+        self
+    }
+
     /// The task's execution role credentials, refreshed from the store when ACS sent newer ones.
     fn execution_credentials(&self, task: &Task) -> Option<crate::model::RoleCredentials> {
         let execution = task.execution_role_credentials.clone()?;
@@ -168,32 +207,88 @@ impl Driver {
 
     /// Runs until [`DriverHandle::shutdown`].
     pub async fn run(mut self) {
+        self.recover().await;
         let watcher = tokio::spawn(watch_events(self.docker.clone(), self.tx.clone()));
         let mut resync = tokio::time::interval(RESYNC_EVERY);
         resync.tick().await;
         loop {
             let wake = self.wake;
-            let msg = tokio::select! {
+            let first = tokio::select! {
                 m = self.rx.recv() => match m { Some(m) => m, None => break },
                 _ = sleep_until(wake) => { self.wake = None; Msg::Input(Input::Tick) }
                 _ = resync.tick() => Msg::Resync,
             };
-            match msg {
-                Msg::Input(input) => self.handle(input),
-                Msg::Resync => self.resync(),
-                Msg::Shutdown => break,
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            if !self.handle(batch).await {
+                break;
             }
         }
         watcher.abort();
     }
 
-    fn handle(&mut self, input: Input) {
+    /// After a restore: carries out the interrupted commands, re-inspects every container and
+    /// deals with the cluster's containers the state does not know.
+    async fn recover(&mut self) {
+        let redo = std::mem::take(&mut self.redo);
+        let tasks = self.engine.saved_tasks();
+        if tasks.is_empty() && redo.is_empty() && !self.settings.remove_unknown {
+            return;
+        }
+        tracing::info!(
+            tasks = tasks.len(),
+            redone = redo.len(),
+            "resuming the saved tasks"
+        );
+        self.resync();
         let now = now_millis();
-        for cmd in self.engine.handle(now, input) {
+        for cmd in redo {
             self.dispatch(now, cmd);
+        }
+        super::recovery::handle_unknown(
+            &self.docker,
+            &self.settings.cluster,
+            &tasks,
+            self.settings.remove_unknown,
+        )
+        .await;
+        let _ = self.tx.send(Msg::Input(Input::Tick));
+    }
+
+    /// Handles a batch of messages: every input goes to the engine, the state is saved once,
+    /// then the commands are carried out. False when the driver must stop.
+    async fn handle(&mut self, batch: Vec<Msg>) -> bool {
+        let mut cmds = Vec::new();
+        let mut go_on = true;
+        let mut flushed = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Flush(done) => flushed.push(done),
+                Msg::Input(input) => {
+                    let now = now_millis();
+                    cmds.extend(self.engine.handle(now, input).into_iter().map(|c| (now, c)));
+                }
+                Msg::Resync => self.resync(),
+                Msg::Shutdown => go_on = false,
+            }
+        }
+        if let Some(writer) = &mut self.state {
+            super::recovery::persist(writer, self.engine.saved_tasks()).await;
+        }
+        for (now, cmd) in cmds {
+            self.dispatch(now, cmd);
+        }
+        for done in flushed {
+            let _ = done.send(());
         }
         let tasks: Vec<TaskState> = self.engine.tasks().cloned().collect();
         self.snapshot.send_replace(Arc::new(tasks));
+        go_on
     }
 
     /// Re-inspects every container the engine believes created or running.
@@ -251,7 +346,9 @@ impl Driver {
             } => {
                 let docker = self.docker.clone();
                 self.spawn_result(task_arn, container, async move {
-                    docker.start(&docker_id).await
+                    let outcome = docker.start(&docker_id).await;
+                    crate::failpoint::hit("started");
+                    outcome
                 });
             }
             Command::Stop {
@@ -262,7 +359,10 @@ impl Driver {
             } => {
                 let docker = self.docker.clone();
                 self.spawn_result(task_arn, container, async move {
-                    docker.stop(&docker_id, timeout).await
+                    crate::failpoint::hit("stopping");
+                    let outcome = docker.stop(&docker_id, timeout).await;
+                    crate::failpoint::hit("stopped");
+                    outcome
                 });
             }
             Command::Remove {
@@ -272,7 +372,9 @@ impl Driver {
             } => {
                 let docker = self.docker.clone();
                 self.spawn_result(task_arn, container, async move {
-                    docker.remove(&docker_id).await
+                    let outcome = docker.remove(&docker_id).await;
+                    crate::failpoint::hit("removed");
+                    outcome
                 });
             }
         }
@@ -299,7 +401,10 @@ impl Driver {
                 .credentials(registry_authentication.as_ref(), &image, execution.as_ref())
                 .await
             {
-                Ok(credentials) => docker.pull(&image, credentials).await,
+                Ok(credentials) => {
+                    crate::failpoint::hit("pulling");
+                    docker.pull(&image, credentials).await
+                }
                 Err(e) => Outcome::PullFailed {
                     reason: format!("CannotPullContainerError: registry authentication: {e}"),
                 },
@@ -395,7 +500,11 @@ impl Driver {
                 log_config_override: log_config_with(model, &log_options),
             };
             match create_body(&task, model, &ctx) {
-                Ok(body) => docker.create(&peer_names[&model.name], body).await,
+                Ok(body) => {
+                    let outcome = docker.create(&peer_names[&model.name], body).await;
+                    crate::failpoint::hit("created");
+                    outcome
+                }
                 Err(e) => Outcome::CreateFailed {
                     reason: e.to_string(),
                 },

@@ -6,6 +6,7 @@ pub mod create;
 pub mod docker;
 pub mod driver;
 pub mod names;
+mod recovery;
 
 pub use docker::{DockerRuntime, DockerSettings};
 pub use driver::{Driver, DriverHandle, DriverSettings, Snapshot};

@@ -1,31 +1,49 @@
-//! Durable agent state under `ECS_DATADIR` (when `ECS_CHECKPOINT`). Today: the instance metadata
-//! that registration needs across restarts (cluster, container instance ARN, EC2 instance ID,
-//! availability zone), so a restarted agent re-registers as the same container instance.
+//! Durable agent state under `ECS_DATADIR` (when `ECS_CHECKPOINT`): one JSON document holding
+//! the registration (cluster, container instance ARN, EC2 instance ID, availability zone) and
+//! every task the engine knows, with its containers' known, desired, in-flight and
+//! accepted-by-ECS statuses, Docker IDs, name suffixes and host port bindings — all a restarted
+//! agent needs to carry on without creating a container twice or losing a state change.
+//! `docs/state.md` says why it is one JSON file and not an embedded database.
 //!
-//! Writes are crash-safe: a temporary file in the same directory, fsync, rename, fsync of the
-//! directory; never truncated in place. The file carries a schema version and mode 0600, and
-//! holds no secret. Known limit: tasks and containers are not saved yet.
+//! Writes are crash-safe (`file`): a temporary file in the same directory, fsync, the current
+//! copy kept as the previous one, rename, fsync of the directory; never truncated in place.
+//! The document carries a schema version; older versions are migrated step by step
+//! (`migrate`). Files are mode 0600 and hold no secret: role credentials are scrubbed before
+//! anything is written.
 
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+pub mod file;
+mod migrate;
+
+use std::io;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// Schema version of the metadata file.
-pub const VERSION: u32 = 1;
-const FILE: &str = "ecs-agent-metadata.json";
+use crate::engine::TaskState;
+pub use file::{load, write, Loaded};
+
+/// Schema version of the state document.
+pub const VERSION: u32 = 2;
+/// The state document's file name in the data directory.
+pub const FILE: &str = "ecs-agent-data.json";
 
 /// What the agent remembers about its registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
-    pub version: u32,
     pub cluster: String,
     pub container_instance_arn: String,
     /// Empty in external mode.
     pub ec2_instance_id: String,
     pub availability_zone: Option<String>,
+}
+
+/// The whole saved state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedState {
+    pub version: u32,
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub tasks: Vec<TaskState>,
 }
 
 /// Errors reading or writing the state.
@@ -37,66 +55,66 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
-    #[error("{path}: not a metadata file of schema version {VERSION} ({reason}); ignored")]
-    Unreadable { path: PathBuf, reason: String },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
-    move |source| StateError::Io {
-        path: path.to_owned(),
-        source,
+/// Renders the state to save, or `None` when it is what was last written.
+#[derive(Debug)]
+pub struct Writer {
+    pub dir: PathBuf,
+    metadata: Metadata,
+    last: Vec<u8>,
+}
+
+impl Writer {
+    pub fn new(dir: PathBuf, metadata: Metadata) -> Self {
+        Writer {
+            dir,
+            metadata,
+            last: Vec::new(),
+        }
+    }
+
+    /// The document for these tasks (credentials scrubbed), unless unchanged since the last
+    /// [`Writer::written`].
+    pub fn render(&self, mut tasks: Vec<TaskState>) -> Option<Vec<u8>> {
+        scrub(&mut tasks);
+        let doc = SavedState {
+            version: VERSION,
+            metadata: self.metadata.clone(),
+            tasks,
+        };
+        let bytes = serde_json::to_vec(&doc).unwrap_or_default();
+        (bytes != self.last).then_some(bytes)
+    }
+
+    /// Records that `bytes` reached the disk.
+    pub fn written(&mut self, bytes: Vec<u8>) {
+        self.last = bytes;
     }
 }
 
-/// Reads the saved metadata; `Ok(None)` when there is none yet.
-pub fn load(dir: &Path) -> Result<Option<Metadata>, StateError> {
-    let path = dir.join(FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    let m: Metadata = serde_json::from_str(&text).map_err(|e| StateError::Unreadable {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    if m.version != VERSION {
-        return Err(StateError::Unreadable {
-            path,
-            reason: format!("version {}", m.version),
-        });
+/// Blanks the secret parts of every role credential (the IDs stay: they name what ACS will
+/// send again).
+pub fn scrub(tasks: &mut [TaskState]) {
+    for t in tasks {
+        let creds = [
+            t.task.role_credentials.as_mut(),
+            t.task.execution_role_credentials.as_mut(),
+        ];
+        for c in creds.into_iter().flatten() {
+            c.access_key_id.clear();
+            c.secret_access_key.clear();
+            c.session_token.clear();
+        }
     }
-    Ok(Some(m))
-}
-
-/// Saves the metadata atomically (temp file, fsync, rename, directory fsync), mode 0600.
-pub fn save(dir: &Path, m: &Metadata) -> Result<(), StateError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let path = dir.join(FILE);
-    let tmp = dir.join(format!(".{FILE}.tmp"));
-    let body = serde_json::to_vec_pretty(m).unwrap_or_default();
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(&body)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
 }
 
 /// What the saved metadata means for this start.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resume {
-    /// Register as the saved container instance.
+    /// Register as the saved container instance; the saved tasks carry on.
     Reregister(String),
-    /// Register as a new instance (no state, or another EC2 instance's state).
+    /// Register as a new instance with no tasks (no state, or another EC2 instance's state).
     Fresh,
 }
 
@@ -123,73 +141,4 @@ pub fn resume(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn meta() -> Metadata {
-        Metadata {
-            version: VERSION,
-            cluster: "prod".into(),
-            container_instance_arn: "arn:aws:ecs:us-west-2:1:container-instance/prod/abc".into(),
-            ec2_instance_id: "i-1".into(),
-            availability_zone: Some("us-west-2a".into()),
-        }
-    }
-
-    #[test]
-    fn saves_atomically_with_mode_0600_and_loads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path()).unwrap(), None);
-        save(dir.path(), &meta()).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), Some(meta()));
-        let mode = fs::metadata(dir.path().join(FILE))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
-        assert!(!dir.path().join(format!(".{FILE}.tmp")).exists());
-    }
-
-    #[test]
-    fn a_corrupt_file_is_reported_not_trusted() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(FILE), "{\"version\": 1, \"clus").unwrap();
-        assert!(matches!(
-            load(dir.path()),
-            Err(StateError::Unreadable { .. })
-        ));
-        fs::write(
-            dir.path().join(FILE),
-            serde_json::to_string(&Metadata {
-                version: 99,
-                ..meta()
-            })
-            .unwrap(),
-        )
-        .unwrap();
-        assert!(matches!(
-            load(dir.path()),
-            Err(StateError::Unreadable { .. })
-        ));
-    }
-
-    #[test]
-    fn resume_follows_the_official_rules() {
-        let m = meta();
-        assert_eq!(resume(None, "prod", "i-1"), Ok(Resume::Fresh));
-        assert_eq!(
-            resume(Some(&m), "prod", "i-1"),
-            Ok(Resume::Reregister(m.container_instance_arn.clone()))
-        );
-        assert_eq!(
-            resume(Some(&m), "prod", "i-2"),
-            Ok(Resume::Fresh),
-            "another instance's state"
-        );
-        assert!(resume(Some(&m), "other", "i-1")
-            .unwrap_err()
-            .contains("cluster"));
-    }
-}
+mod tests;

@@ -5,6 +5,7 @@
 //! uses a different part, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod aws;
 pub mod ecs_sim;
 pub mod env;

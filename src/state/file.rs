@@ -1,0 +1,109 @@
+//! The state file on disk: crash-safe writes that keep the previous copy, and loading that
+//! survives a corrupt or truncated file (it is moved aside, the previous copy is used, and
+//! the agent says what it did) — a bad file never makes the agent crash-loop.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::migrate::{self, V1_FILE};
+use super::{SavedState, StateError, FILE};
+
+/// What loading found, and what it had to do to get there.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub state: Option<SavedState>,
+    /// What was done about missing or bad files, for the log.
+    pub notes: Vec<String>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn previous(dir: &Path) -> PathBuf {
+    dir.join(format!("{FILE}.prev"))
+}
+
+/// Reads a file; `Ok(None)` when it does not exist.
+fn read(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Loads the saved state: the current file, else the previous copy, else a version 1
+/// registration file (migrated). A file that does not parse is renamed `*.corrupt` and the
+/// next candidate is tried.
+pub fn load(dir: &Path) -> Result<Loaded, StateError> {
+    let mut loaded = Loaded::default();
+    let candidates = [dir.join(FILE), previous(dir), dir.join(V1_FILE)];
+    for (i, path) in candidates.iter().enumerate() {
+        let Some(bytes) = read(path)? else {
+            continue;
+        };
+        match migrate::parse(&bytes) {
+            Ok(state) => {
+                if i > 0 {
+                    loaded.notes.push(format!("using {}", path.display()));
+                }
+                loaded.state = Some(state);
+                return Ok(loaded);
+            }
+            Err(why) => {
+                let aside = path.with_extension("json.corrupt");
+                fs::rename(path, &aside).map_err(io_err(path))?;
+                loaded.notes.push(format!(
+                    "{} is unreadable ({why}); moved to {}",
+                    path.display(),
+                    aside.display()
+                ));
+            }
+        }
+    }
+    if !loaded.notes.is_empty() {
+        loaded
+            .notes
+            .push("no usable saved state: starting without saved tasks".into());
+    }
+    Ok(loaded)
+}
+
+/// Writes the state document: temp file (mode 0600), fsync, the current file becomes the
+/// previous copy, rename, fsync of the directory. A crash at any point leaves either the new
+/// or the old document readable.
+pub fn write(dir: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join(FILE);
+    let tmp = dir.join(format!(".{FILE}.tmp"));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&tmp))?;
+    match fs::rename(&path, previous(dir)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&path)(e)),
+    }
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    // The version 1 file is superseded once a current document is on disk.
+    match fs::remove_file(dir.join(V1_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(dir)(e)),
+        _ => Ok(()),
+    }
+}

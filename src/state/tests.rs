@@ -1,0 +1,229 @@
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::migrate::V1_FILE;
+use super::*;
+use crate::engine::{Engine, EngineConfig, HostCapacity, Input};
+use crate::model::{Container, RoleCredentials, Task};
+
+fn meta() -> Metadata {
+    Metadata {
+        cluster: "prod".into(),
+        container_instance_arn: "arn:aws:ecs:us-west-2:1:container-instance/prod/abc".into(),
+        ec2_instance_id: "i-1".into(),
+        availability_zone: Some("us-west-2a".into()),
+    }
+}
+
+fn creds(id: &str) -> RoleCredentials {
+    RoleCredentials {
+        credentials_id: id.into(),
+        role_arn: "arn:aws:iam::1:role/r".into(),
+        access_key_id: "AKIDSECRETPART".into(),
+        secret_access_key: "wJalrXUtnFEMI/SECRET".into(),
+        session_token: "SESSIONTOKENSECRET".into(),
+        expiration: "2030-01-01T00:00:00Z".into(),
+        credential_scope: None,
+    }
+}
+
+/// Task states as the engine makes them.
+fn tasks(n: usize) -> Vec<TaskState> {
+    let cfg = EngineConfig {
+        stop_timeout: Duration::from_secs(30),
+        pull_upfront: false,
+        cleanup_wait: Duration::from_secs(60),
+        cleanup_jitter: Duration::ZERO,
+        stop_retry: Duration::from_secs(5),
+        capacity: HostCapacity {
+            cpu: 4096,
+            memory_mib: 1 << 20,
+            reserved_tcp: Default::default(),
+            reserved_udp: Default::default(),
+            dynamic_ports: (40000, 40100),
+            port_in_use: None,
+        },
+    };
+    let mut e = Engine::new(cfg, 3);
+    for i in 0..n {
+        let task = Task {
+            arn: format!("arn:aws:ecs:us-west-2:1:task/prod/{i}"),
+            family: "fam".into(),
+            version: "1".into(),
+            role_credentials: Some(creds("role-id")),
+            execution_role_credentials: Some(creds("exec-id")),
+            containers: vec![Container {
+                name: "web".into(),
+                image: "busybox".into(),
+                memory: Some(8),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        e.handle(1, Input::AddTask(Box::new(task)));
+    }
+    e.saved_tasks()
+}
+
+fn save(dir: &Path, tasks: Vec<TaskState>) -> Vec<u8> {
+    let bytes = Writer::new(dir.to_owned(), meta()).render(tasks).unwrap();
+    write(dir, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn saves_atomically_with_mode_0600_and_loads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(load(dir.path()).unwrap().state.is_none());
+    save(dir.path(), tasks(2));
+    let loaded = load(dir.path()).unwrap();
+    assert!(loaded.notes.is_empty(), "{:?}", loaded.notes);
+    let state = loaded.state.unwrap();
+    assert_eq!(state.metadata, meta());
+    assert_eq!(state.tasks.len(), 2);
+    assert_eq!(
+        state.tasks[1].task.arn,
+        "arn:aws:ecs:us-west-2:1:task/prod/1"
+    );
+    let mode = fs::metadata(dir.path().join(FILE))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(!dir.path().join(format!(".{FILE}.tmp")).exists());
+}
+
+#[test]
+fn no_credential_secret_reaches_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    save(dir.path(), tasks(1));
+    save(dir.path(), tasks(2));
+    for name in [FILE.to_owned(), format!("{FILE}.prev")] {
+        let text = fs::read_to_string(dir.path().join(&name)).unwrap();
+        for secret in ["AKIDSECRETPART", "wJalrXUtnFEMI", "SESSIONTOKENSECRET"] {
+            assert!(!text.contains(secret), "{secret} in {name}");
+        }
+        assert!(text.contains("role-id"), "the credentials ID is kept");
+    }
+}
+
+#[test]
+fn an_unchanged_state_is_not_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(dir.path().to_owned(), meta());
+    let bytes = w.render(tasks(1)).unwrap();
+    w.written(bytes);
+    assert!(w.render(tasks(1)).is_none());
+    assert!(w.render(tasks(2)).is_some());
+}
+
+#[test]
+fn a_corrupt_file_is_moved_aside_and_the_previous_copy_used() {
+    let dir = tempfile::tempdir().unwrap();
+    save(dir.path(), tasks(1));
+    save(dir.path(), tasks(2));
+    let path = dir.path().join(FILE);
+    let full = fs::read(&path).unwrap();
+    fs::write(&path, &full[..full.len() / 2]).unwrap();
+    let loaded = load(dir.path()).unwrap();
+    assert_eq!(loaded.state.unwrap().tasks.len(), 1, "the previous copy");
+    assert!(loaded.notes.iter().any(|n| n.contains("unreadable")));
+    assert!(dir.path().join(format!("{FILE}.corrupt")).exists());
+    // The next start does not trip over it again.
+    assert!(load(dir.path()).unwrap().state.is_some());
+}
+
+#[test]
+fn nothing_usable_means_a_fresh_start_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(FILE), "{\"version\": 2, \"meta").unwrap();
+    let loaded = load(dir.path()).unwrap();
+    assert!(loaded.state.is_none());
+    assert!(loaded.notes.last().unwrap().contains("without saved tasks"));
+}
+
+#[test]
+fn an_unknown_schema_version_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join(FILE),
+        r#"{"version": 99, "metadata": {}, "tasks": []}"#,
+    )
+    .unwrap();
+    let loaded = load(dir.path()).unwrap();
+    assert!(loaded.state.is_none());
+    assert!(loaded.notes[0].contains("unknown schema version 99"));
+}
+
+#[test]
+fn the_version_1_registration_file_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state/v1");
+    fs::copy(fixture.join(V1_FILE), dir.path().join(V1_FILE)).unwrap();
+    let state = load(dir.path()).unwrap().state.unwrap();
+    assert_eq!(state.version, VERSION);
+    assert_eq!(state.metadata.cluster, "prod");
+    assert_eq!(state.metadata.ec2_instance_id, "i-0123456789abcdef0");
+    assert_eq!(
+        state.metadata.container_instance_arn,
+        "arn:aws:ecs:us-west-2:123456789012:container-instance/prod/5a3bd1b5c0f84a0b9c8d2c1e7f0a1b2c"
+    );
+    assert!(state.tasks.is_empty());
+    // Once the current version is written, the old file is gone.
+    save(dir.path(), tasks(1));
+    assert!(!dir.path().join(V1_FILE).exists());
+    assert_eq!(load(dir.path()).unwrap().state.unwrap().tasks.len(), 1);
+}
+
+#[test]
+fn resume_follows_the_official_rules() {
+    let m = meta();
+    assert_eq!(resume(None, "prod", "i-1"), Ok(Resume::Fresh));
+    assert_eq!(
+        resume(Some(&m), "prod", "i-1"),
+        Ok(Resume::Reregister(m.container_instance_arn.clone()))
+    );
+    assert_eq!(
+        resume(Some(&m), "prod", "i-2"),
+        Ok(Resume::Fresh),
+        "another instance's state"
+    );
+    assert!(resume(Some(&m), "other", "i-1")
+        .unwrap_err()
+        .contains("cluster"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever happens to the current file (cut short anywhere, a byte flipped), loading
+    /// never fails and gives either the document that was written last or the one before.
+    #[test]
+    fn damage_to_the_current_file_falls_back_to_the_previous_copy(
+        cut in 0usize..4000, flip in any::<Option<(usize, u8)>>()
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), tasks(1));
+        let last = save(dir.path(), tasks(2));
+        let path = dir.path().join(FILE);
+        let mut bytes = last.clone();
+        bytes.truncate(cut.min(bytes.len()));
+        if let Some((at, x)) = flip {
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] ^= x;
+            }
+        }
+        fs::write(&path, &bytes).unwrap();
+        let state = load(dir.path()).unwrap().state.expect("the previous copy at least");
+        prop_assert!(matches!(state.tasks.len(), 1 | 2));
+        if state.tasks.len() == 2 {
+            prop_assert_eq!(state.metadata, meta());
+        }
+    }
+}
