@@ -15,6 +15,8 @@ pub struct Agent {
     pub cluster: String,
     _dir: Option<tempfile::TempDir>,
     stderr_path: std::path::PathBuf,
+    /// Remove the cluster's task containers on drop (not between the lives of one agent).
+    pub remove_containers: bool,
 }
 
 impl Agent {
@@ -77,6 +79,7 @@ impl Agent {
             cluster,
             _dir: None,
             stderr_path,
+            remove_containers: true,
         }
     }
 
@@ -87,11 +90,17 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+        // A child already reaped keeps its status: its PID may belong to another process now.
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.child.wait();
+        }
+        if !self.remove_containers {
+            return;
+        }
         let cluster = self.cluster.clone();
         // Remove the task containers on a thread of its own (Drop may run inside a runtime).
         let _ = std::thread::spawn(move || {

@@ -1,0 +1,400 @@
+//! Crash recovery end to end: the agent binary, the control-plane simulator, the IMDS stub and
+//! the real dockerd. The agent is killed with SIGKILL at many points of its tasks' lives
+//! (failpoints: during a pull, after a create before the start, after a start, after a report
+//! was accepted but before it was recorded, during a stop, during cleanup, right after a state
+//! save; and at arbitrary times), restarted each time, and the test checks what ECS and Docker
+//! see: never two containers for one task container, no lost task, every task's reports in
+//! order, no host port leaked, nothing left behind after cleanup.
+//!
+//! The agent only ever talks to 127.0.0.1: IMDS is the stub, ECS is the simulator.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::agent::{payload, Agent};
+use support::ecs_sim::{EcsSim, SimConfig, WsKind};
+use support::imds::{ImdsConfig, ImdsStub};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Kills the fault-injection test must survive.
+const KILLS: usize = 50;
+/// Where each life of the agent dies: a failpoint and its occurrence, or `None` for a kill
+/// by the test at a time of its choosing.
+const SCHEDULE: &[Option<&str>] = &[
+    Some("pulling:1"),
+    Some("created:1"),
+    Some("started:1"),
+    Some("reported:1"),
+    Some("saved:2"),
+    Some("stopping:1"),
+    Some("stopped:1"),
+    Some("removed:1"),
+    None,
+    Some("created:2"),
+    Some("saved:7"),
+    Some("started:2"),
+    Some("reported:2"),
+    None,
+    Some("saved:13"),
+    Some("removed:2"),
+];
+
+/// One test's cluster, simulator, IMDS stub and agent data directory, kept across restarts.
+struct Stand {
+    sim: EcsSim,
+    imds: ImdsStub,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    cluster: String,
+}
+
+impl Stand {
+    async fn new(prefix: &str, first_port: u16) -> Stand {
+        let cluster = support::env::unique_name(prefix);
+        let sim = EcsSim::start(SimConfig {
+            cluster_names: vec![cluster.clone()],
+            ..SimConfig::default()
+        })
+        .await;
+        let imds = ImdsStub::start(ImdsConfig::default()).await;
+        let env = vec![
+            ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION".into(), "1s".into()),
+            (
+                "ECS_DYNAMIC_HOST_PORT_RANGE".into(),
+                format!("{first_port}-{}", first_port + 2),
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        Stand {
+            sim,
+            imds,
+            dir,
+            env,
+            cluster,
+        }
+    }
+
+    /// Starts the agent on the kept data directory, armed with `failpoint`.
+    fn start(&self, failpoint: Option<&str>) -> Agent {
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(f) = failpoint {
+            env.push(("ECS_AGENT_FAILPOINT", f));
+        }
+        let mut agent = Agent::start_in(&self.sim, &self.imds, &env, self.dir.path());
+        agent.remove_containers = false;
+        agent
+    }
+
+    fn task(&self, n: usize, exits_by_itself: bool) -> Value {
+        let main = if exits_by_itself {
+            "sleep 2"
+        } else {
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done"
+        };
+        json!({
+            "arn": format!("arn:aws:ecs:us-west-2:123456789012:task/{}/crash{n}", self.cluster),
+            "family": "crash", "version": "1", "desiredStatus": "RUNNING", "launchType": "EC2",
+            "networkMode": "bridge",
+            "containers": [
+                {"name": "app", "image": support::env::image(), "essential": true, "cpu": 10,
+                 "memory": 16, "command": ["sh", "-c", main],
+                 "portMappings": [{"containerPort": 8080, "protocol": "tcp"}]},
+                {"name": "side", "image": support::env::image(), "essential": false, "cpu": 10,
+                 "memory": 16,
+                 "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]}
+            ]
+        })
+    }
+
+    /// Statuses ECS received for each task, in order.
+    fn reports(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in self.sim.task_state_changes() {
+            let task = r.body["task"].as_str().unwrap_or_default().to_owned();
+            let status = r.body["status"].as_str().unwrap_or_default().to_owned();
+            out.entry(task).or_default().push(status);
+        }
+        out
+    }
+
+    fn acked(&self, message_id: &str) -> bool {
+        self.sim.acs_frames().iter().any(|f| {
+            f.msg_type.as_deref() == Some("AckRequest") && f.message_id() == Some(message_id)
+        })
+    }
+}
+
+/// The cluster's containers as `(task ARN, container name) → how many`.
+async fn containers_by_task(cluster: &str) -> HashMap<(String, String), usize> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let docker = support::env::docker().await;
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("com.amazonaws.ecs.cluster={cluster}")],
+    )]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let mut out = HashMap::new();
+    for c in docker.list_containers(Some(options)).await.unwrap() {
+        let labels = c.labels.unwrap_or_default();
+        let key = (
+            labels
+                .get("com.amazonaws.ecs.task-arn")
+                .cloned()
+                .unwrap_or_default(),
+            labels
+                .get("com.amazonaws.ecs.container-name")
+                .cloned()
+                .unwrap_or_default(),
+        );
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
+/// A task of the workload and where ECS stands with it.
+struct Tracked {
+    json: Value,
+    /// Desired STOPPED was sent (or the task stops by itself).
+    stopping: bool,
+    exits_by_itself: bool,
+}
+
+/// Payloads sent to ACS and not acknowledged yet: ACS sends them again on a new connection.
+#[derive(Default)]
+struct Outbox {
+    next_id: usize,
+    unacked: Vec<(String, Value)>,
+}
+
+impl Outbox {
+    fn send(&mut self, stand: &Stand, tasks: Vec<Value>) {
+        self.next_id += 1;
+        let id = format!("crash-payload-{}", self.next_id);
+        let frame = payload(&stand.sim, &id, self.next_id as i64, tasks);
+        let _ = stand.sim.acs_send(frame.clone());
+        self.unacked.push((id, frame));
+    }
+
+    fn resend(&mut self, stand: &Stand) {
+        self.unacked.retain(|(id, _)| !stand.acked(id));
+        for (_, frame) in &self.unacked {
+            let _ = stand.sim.acs_send(frame.clone());
+        }
+    }
+}
+
+/// Checks no task container exists twice; panics with the duplicates.
+async fn assert_no_duplicates(cluster: &str) {
+    let dupes: Vec<_> = containers_by_task(cluster)
+        .await
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(dupes.is_empty(), "duplicate containers: {dupes:?}");
+}
+
+/// Every task's reports: RUNNING then STOPPED, in that order. Returns how many reports
+/// repeated the previous one (idempotent for ECS).
+fn check_reports(reports: &BTreeMap<String, Vec<String>>, tasks: &[Tracked]) -> usize {
+    let mut repeats = 0;
+    for t in tasks {
+        let arn = t.json["arn"].as_str().unwrap();
+        let seen = reports.get(arn).cloned().unwrap_or_default();
+        let mut distinct: Vec<&str> = Vec::new();
+        for s in &seen {
+            if distinct.last() == Some(&s.as_str()) {
+                repeats += 1;
+            } else {
+                distinct.push(s);
+            }
+        }
+        // Desired STOPPED is only sent once RUNNING was reported, so each task ran.
+        assert_eq!(
+            distinct,
+            ["RUNNING", "STOPPED"],
+            "{arn}: reports out of order or missing: {seen:?}"
+        );
+    }
+    repeats
+}
+
+#[tokio::test]
+async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
+    let port = 46000 + (std::process::id() % 500) as u16 * 3;
+    let stand = Stand::new("crash", port).await;
+    let mut outbox = Outbox::default();
+    let mut tasks: Vec<Tracked> = Vec::new();
+    let mut kills: Vec<String> = Vec::new();
+    let mut life = 0usize;
+    let mut agent = stand.start(SCHEDULE[0]);
+    let mut born = Instant::now();
+    let mut connections = 0;
+    let deadline = Instant::now() + Duration::from_secs(420);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no end after {} kills ({kills:?}); reports: {:?}; last log:\n{}",
+            kills.len(),
+            stand.reports(),
+            agent.log()
+        );
+        assert_no_duplicates(&stand.cluster).await;
+        let reports = stand.reports();
+        let done = |t: &Tracked| {
+            reports
+                .get(t.json["arn"].as_str().unwrap())
+                .is_some_and(|r| r.iter().any(|s| s == "STOPPED"))
+        };
+        if kills.len() >= KILLS && tasks.iter().all(done) {
+            break;
+        }
+        // The agent died (at its failpoint) or its time is up: restart it.
+        let point = SCHEDULE[life % SCHEDULE.len()];
+        let timed_out = match point {
+            None => born.elapsed() > Duration::from_millis(400 + (life as u64 * 137) % 1800),
+            Some(_) => born.elapsed() > Duration::from_secs(20),
+        };
+        if timed_out {
+            let _ = agent.child.kill();
+        }
+        if let Ok(Some(status)) = agent.child.try_wait() {
+            assert_eq!(
+                status.signal(),
+                Some(9),
+                "the agent ended otherwise than by SIGKILL ({status:?}); log:\n{}",
+                agent.log()
+            );
+            kills.push(point.unwrap_or("timed").to_owned() + if timed_out { "(test)" } else { "" });
+            life += 1;
+            connections = stand.sim.acs_connections();
+            agent = stand.start(SCHEDULE[life % SCHEDULE.len()]);
+            born = Instant::now();
+        }
+        if stand.sim.acs_connections() > connections && stand.sim.is_connected(WsKind::Acs) {
+            connections = stand.sim.acs_connections();
+            outbox.resend(&stand);
+        }
+        if !stand.sim.is_connected(WsKind::Acs) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        // Keep up to three tasks going while kills remain to be made.
+        let active = tasks.iter().filter(|t| !done(t)).count();
+        if kills.len() < KILLS && active < 3 {
+            let task = stand.task(tasks.len(), tasks.len() % 3 == 2);
+            outbox.send(&stand, vec![task.clone()]);
+            tasks.push(Tracked {
+                exits_by_itself: tasks.len() % 3 == 2,
+                json: task,
+                stopping: false,
+            });
+        }
+        // Stop the running ones.
+        for t in tasks.iter_mut().filter(|t| !t.stopping) {
+            let arn = t.json["arn"].as_str().unwrap();
+            if reports
+                .get(arn)
+                .is_some_and(|r| r.iter().any(|s| s == "RUNNING"))
+            {
+                t.stopping = true;
+                if !t.exits_by_itself {
+                    let mut stop = t.json.clone();
+                    stop["desiredStatus"] = json!("STOPPED");
+                    outbox.send(&stand, vec![stop]);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(agent);
+
+    // A last life without a failpoint: all three dynamic ports must be free again.
+    let before = stand.sim.acs_connections();
+    let agent = stand.start(None);
+    assert!(
+        stand
+            .sim
+            .wait_connected(WsKind::Acs, before + 1, WAIT)
+            .await,
+        "log:\n{}",
+        agent.log()
+    );
+    outbox.resend(&stand);
+    let last: Vec<Value> = (0..3).map(|i| stand.task(1000 + i, false)).collect();
+    outbox.send(&stand, last.clone());
+    for t in &last {
+        let arn = t["arn"].as_str().unwrap().to_owned();
+        let running = stand
+            .sim
+            .wait_task_state_change(
+                move |b| b["task"] == json!(arn) && b["status"] == "RUNNING",
+                WAIT,
+            )
+            .await;
+        assert!(
+            running.is_some(),
+            "a host port leaked: {} cannot run; log:\n{}",
+            t["arn"],
+            agent.log()
+        );
+    }
+    let stops: Vec<Value> = last
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            t["desiredStatus"] = json!("STOPPED");
+            t
+        })
+        .collect();
+    outbox.send(&stand, stops);
+    for t in &last {
+        tasks.push(Tracked {
+            json: t.clone(),
+            stopping: true,
+            exits_by_itself: false,
+        });
+    }
+    // Everything is reported and cleaned up: no container of the cluster is left.
+    let settled = Instant::now() + WAIT;
+    loop {
+        let reports = stand.reports();
+        let all_stopped = tasks.iter().all(|t| {
+            reports
+                .get(t.json["arn"].as_str().unwrap())
+                .is_some_and(|r| r.iter().any(|s| s == "STOPPED"))
+        });
+        let left = containers_by_task(&stand.cluster).await;
+        if all_stopped && left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < settled,
+            "not settled: {} containers left {left:?}; log:\n{}",
+            left.len(),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let repeats = check_reports(&stand.reports(), &tasks);
+    let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in &kills {
+        *histogram.entry(k.as_str()).or_default() += 1;
+    }
+    eprintln!(
+        "{} kills {histogram:?}; {} tasks; {repeats} repeated reports",
+        kills.len(),
+        tasks.len()
+    );
+    assert!(kills.len() >= KILLS);
+}
