@@ -6,6 +6,12 @@
 //!
 //! Also `registryAuthentication` type `asm` (username and password from Secrets Manager) and
 //! `ECS_ENGINE_AUTH_TYPE`/`ECS_ENGINE_AUTH_DATA` for containers without registry authentication.
+//!
+//! Image cleanup: [`cleanup`] is the pure policy (the records of the images tasks pulled and
+//! used, and which images and stopped non-ECS containers a cycle removes: unused tracked images
+//! least recently used first, then untracked ones smallest first, within one per-cycle budget).
+
+pub mod cleanup;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
