@@ -9,8 +9,11 @@
 //!
 //! Image cleanup: [`cleanup`] is the pure policy (the records of the images tasks pulled and
 //! used, and which images and stopped non-ECS containers a cycle removes: unused tracked images
-//! least recently used first, then untracked ones smallest first, within one per-cycle budget).
+//! least recently used first, then untracked ones smallest first, within one per-cycle budget);
+//! [`cleaner`] runs it against Docker every `ECS_IMAGE_CLEANUP_INTERVAL`, and early when the
+//! Docker data disk is fuller than `ECS_IMAGE_CLEANUP_DISK_THRESHOLD` (this agent's own trigger).
 
+pub mod cleaner;
 pub mod cleanup;
 
 use std::collections::{BTreeMap, HashMap};
