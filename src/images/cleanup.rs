@@ -20,14 +20,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::reference::{repository, short_form};
 use crate::config::{Config, ImagePullBehavior};
 
 /// The agent's own image, never removed (as the official agent does).
 const AGENT_IMAGE: &str = "amazon/amazon-ecs-agent:latest";
 /// The repository of the official agent's pause images, never removed whatever the tag.
 const PAUSE_REPOSITORY: &str = "amazon/amazon-ecs-pause";
-/// Registry prefixes Docker leaves out of the names it lists (Docker Hub).
-const DOCKER_HUB_PREFIXES: &[&str] = &["docker.io/", "index.docker.io/", "registry-1.docker.io/"];
 
 /// Under disk pressure, a tracked image pulled or used this recently is still kept: its task
 /// may be about to create a container from it.
@@ -57,7 +56,7 @@ pub struct ImageRecords {
 impl ImageRecords {
     /// A pull of `reference` succeeded (a pull is also a use).
     pub fn pulled(&mut self, reference: &str, image_id: Option<String>, now_ms: u64) {
-        let record = self.images.entry(normalise(reference)).or_default();
+        let record = self.images.entry(short_form(reference)).or_default();
         if image_id.is_some() {
             record.image_id = image_id;
         }
@@ -70,7 +69,7 @@ impl ImageRecords {
     pub fn used(&mut self, reference: &str, now_ms: u64) {
         let record = self
             .images
-            .entry(normalise(reference))
+            .entry(short_form(reference))
             .or_insert_with(|| ImageRecord {
                 pulled_at: now_ms,
                 ..ImageRecord::default()
@@ -80,12 +79,12 @@ impl ImageRecords {
 
     /// Drops the record of `reference` (its image was removed).
     pub fn forget(&mut self, reference: &str) {
-        self.images.remove(&normalise(reference));
+        self.images.remove(&short_form(reference));
     }
 
     /// The record of `reference`, if any.
     pub fn get(&self, reference: &str) -> Option<&ImageRecord> {
-        self.images.get(&normalise(reference))
+        self.images.get(&short_form(reference))
     }
 
     /// Every record, by reference.
@@ -144,9 +143,9 @@ impl CleanupPolicy {
 
     /// Whether `image` must stay whatever its age: one of its names is excluded.
     fn protects(&self, image: &DockerImage) -> bool {
-        let excluded: BTreeSet<String> = self.exclude.iter().map(|e| normalise(e)).collect();
+        let excluded: BTreeSet<String> = self.exclude.iter().map(|e| short_form(e)).collect();
         image.names().any(|name| {
-            let name = normalise(name);
+            let name = short_form(name);
             excluded.contains(&name) || name == AGENT_IMAGE || repository(&name) == PAUSE_REPOSITORY
         })
     }
@@ -236,7 +235,7 @@ pub fn select(input: &CycleInput, policy: &CleanupPolicy) -> Selection {
     let mut candidates = Vec::new();
     for (reference, record) in input.records.iter() {
         tracked_ids.extend(record.image_id.iter().cloned());
-        let Some(&(image, name)) = by_name.get(&normalise(reference)) else {
+        let Some(&(image, name)) = by_name.get(&short_form(reference)) else {
             stale.push(reference.to_owned());
             continue;
         };
@@ -285,7 +284,7 @@ fn name_index(images: &[DockerImage]) -> HashMap<String, (&DockerImage, &str)> {
         .flat_map(|image| {
             image
                 .names()
-                .map(move |name| (normalise(name), (image, name)))
+                .map(move |name| (short_form(name), (image, name)))
         })
         .collect()
 }
@@ -392,42 +391,6 @@ impl Plan {
             records,
         });
     }
-}
-
-/// An image reference in Docker's short form: Docker Hub's registry and `library/` left out,
-/// `:latest` when there is neither tag nor digest, and no tag beside a digest.
-pub fn normalise(reference: &str) -> String {
-    let reference = reference.trim();
-    let (name, digest) = match reference.split_once('@') {
-        Some((name, digest)) => (name, Some(digest)),
-        None => (reference, None),
-    };
-    let name = DOCKER_HUB_PREFIXES
-        .iter()
-        .find_map(|p| name.strip_prefix(p))
-        .unwrap_or(name);
-    let name = name
-        .strip_prefix("library/")
-        .filter(|n| !n.contains('/'))
-        .unwrap_or(name);
-    match (digest, tag_start(name)) {
-        (Some(digest), Some(i)) => format!("{}@{digest}", &name[..i]),
-        (Some(digest), None) => format!("{name}@{digest}"),
-        (None, Some(_)) => name.to_owned(),
-        (None, None) => format!("{name}:latest"),
-    }
-}
-
-/// Where the `:tag` of `name` (without digest) starts, if it has one.
-fn tag_start(name: &str) -> Option<usize> {
-    let last = name.rfind('/').map_or(0, |i| i + 1);
-    name[last..].rfind(':').map(|i| last + i)
-}
-
-/// The repository of a short-form reference: without tag or digest.
-fn repository(reference: &str) -> &str {
-    let name = reference.split('@').next().unwrap_or(reference);
-    tag_start(name).map_or(name, |i| &name[..i])
 }
 
 #[cfg(test)]
@@ -714,34 +677,6 @@ mod tests {
         img.repo_tags = vec!["reg.example/app:1.0".into()];
         let sel = run(&[img], &[], &recs, &policy(), false);
         assert_eq!(targets(&sel), ["reg.example/app@sha256:feed"]);
-    }
-
-    #[test]
-    fn references_take_docker_short_form() {
-        let cases = [
-            ("busybox", "busybox:latest"),
-            ("busybox:1.36", "busybox:1.36"),
-            ("docker.io/library/busybox", "busybox:latest"),
-            ("index.docker.io/library/busybox:1", "busybox:1"),
-            (
-                "docker.io/amazon/amazon-ecs-agent",
-                "amazon/amazon-ecs-agent:latest",
-            ),
-            ("library/busybox", "busybox:latest"),
-            ("127.0.0.1:5005/busybox", "127.0.0.1:5005/busybox:latest"),
-            ("127.0.0.1:5005/busybox:2", "127.0.0.1:5005/busybox:2"),
-            ("reg.example/library/x", "reg.example/library/x:latest"),
-            ("reg.example/app:1@sha256:ab", "reg.example/app@sha256:ab"),
-            (" busybox ", "busybox:latest"),
-        ];
-        for (given, want) in cases {
-            assert_eq!(normalise(given), want, "{given}");
-        }
-        assert_eq!(repository("reg.example:5000/app:1"), "reg.example:5000/app");
-        assert_eq!(
-            repository("reg.example:5000/app@sha256:ab"),
-            "reg.example:5000/app"
-        );
     }
 
     #[test]
