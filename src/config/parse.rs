@@ -194,6 +194,14 @@ pub fn count(raw: Raw) -> ParseResult<u32> {
         .map_err(|_| "a whole number (0 or more)".to_owned())
 }
 
+/// A percentage: a whole number from 0 to 100.
+pub fn percent(raw: Raw) -> ParseResult<u8> {
+    match raw.text().trim().parse::<u8>() {
+        Ok(v) if v <= 100 => Ok(v),
+        _ => Err("a whole number from 0 to 100 (percent)".to_owned()),
+    }
+}
+
 /// An optional whole number.
 pub fn opt_count(raw: Raw) -> ParseResult<Option<u32>> {
     count(raw).map(Some)
@@ -570,6 +578,16 @@ mod tests {
         );
         for bad in ["40", "0,60", "a,b", "40,60,80"] {
             assert!(rate_limit(t(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn percentages_run_from_0_to_100() {
+        assert_eq!(percent(t("0")), Ok(0));
+        assert_eq!(percent(t(" 90 ")), Ok(90));
+        assert_eq!(percent(t("100")), Ok(100));
+        for bad in ["101", "-1", "90%", "0.5", "", "256"] {
+            assert!(percent(t(bad)).is_err(), "{bad}");
         }
     }
 

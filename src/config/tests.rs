@@ -204,6 +204,7 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         r#"["a:1","b:2"]"#,
         "",
     ),
+    ("ECS_IMAGE_CLEANUP_DISK_THRESHOLD", "90", "0", "0", "101"),
     (
         "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION",
         "3h0m0s",
@@ -217,6 +218,13 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         "5m",
         "5m0s",
         "5",
+    ),
+    (
+        "ECS_REMOVE_UNKNOWN_CONTAINERS",
+        "false",
+        "true",
+        "true",
+        "sometimes",
     ),
     (
         "ECS_ENGINE_AUTH_TYPE",

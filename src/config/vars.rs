@@ -28,6 +28,11 @@ impl Render for bool {
         self.to_string()
     }
 }
+impl Render for u8 {
+    fn render(&self) -> String {
+        self.to_string()
+    }
+}
 impl Render for u16 {
     fn render(&self) -> String {
         self.to_string()
@@ -339,35 +344,43 @@ config_table! {
     pull_dependent_containers_upfront: bool { env: "ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT", json: Some("DependentContainersPullUpfront"), status: Active,
         parse: parse::boolean, default: false }
     /// Turn off automated image cleanup.
-    disable_image_cleanup: bool { env: "ECS_DISABLE_IMAGE_CLEANUP", json: Some("ImageCleanupDisabled"), status: Pending,
+    disable_image_cleanup: bool { env: "ECS_DISABLE_IMAGE_CLEANUP", json: Some("ImageCleanupDisabled"), status: Active,
         parse: parse::boolean, default: false }
     /// Interval between image cleanup cycles (minimum 10m; lower falls back to the default).
-    image_cleanup_interval: Duration { env: "ECS_IMAGE_CLEANUP_INTERVAL", json: Some("ImageCleanupInterval"), status: Pending,
+    image_cleanup_interval: Duration { env: "ECS_IMAGE_CLEANUP_INTERVAL", json: Some("ImageCleanupInterval"), status: Active,
         parse: parse::duration, default: Duration::from_secs(30 * 60) }
     /// An image unused by tasks is deleted only after this age.
-    image_minimum_cleanup_age: Duration { env: "ECS_IMAGE_MINIMUM_CLEANUP_AGE", json: Some("MinimumImageDeletionAge"), status: Pending,
+    image_minimum_cleanup_age: Duration { env: "ECS_IMAGE_MINIMUM_CLEANUP_AGE", json: Some("MinimumImageDeletionAge"), status: Active,
         parse: parse::duration, default: Duration::from_secs(3600) }
     /// Minimum age of untracked (non-ECS) images before cleanup deletes them.
-    non_ecs_image_minimum_cleanup_age: Duration { env: "NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE", json: Some("NonECSMinimumImageDeletionAge"), status: Pending,
+    non_ecs_image_minimum_cleanup_age: Duration { env: "NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE", json: Some("NonECSMinimumImageDeletionAge"), status: Active,
         parse: parse::duration, default: Duration::from_secs(3600) }
     /// Images deleted per cleanup cycle (minimum 1; lower falls back to the default).
-    num_images_delete_per_cycle: u32 { env: "ECS_NUM_IMAGES_DELETE_PER_CYCLE", json: Some("NumImagesToDeletePerCycle"), status: Pending,
+    num_images_delete_per_cycle: u32 { env: "ECS_NUM_IMAGES_DELETE_PER_CYCLE", json: Some("NumImagesToDeletePerCycle"), status: Active,
         parse: parse::count, default: 5 }
     /// Stopped non-ECS containers deleted per cleanup cycle.
-    non_ecs_containers_delete_per_cycle: u32 { env: "NONECS_NUM_CONTAINERS_DELETE_PER_CYCLE", json: Some("NumNonECSContainersToDeletePerCycle"), status: Pending,
+    non_ecs_containers_delete_per_cycle: u32 { env: "NONECS_NUM_CONTAINERS_DELETE_PER_CYCLE", json: Some("NumNonECSContainersToDeletePerCycle"), status: Active,
         parse: parse::count, default: 5 }
     /// Also clean up images and containers that ECS did not start.
-    untracked_image_cleanup: bool { env: "ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP", json: Some("DeleteNonECSImagesEnabled"), status: Pending,
+    untracked_image_cleanup: bool { env: "ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP", json: Some("DeleteNonECSImagesEnabled"), status: Active,
         parse: parse::boolean, default: false }
     /// Images never cleaned up (comma-separated names).
-    exclude_untracked_images: Vec<String> { env: "ECS_EXCLUDE_UNTRACKED_IMAGE", json: Some("ImageCleanupExclusionList"), status: Pending,
+    exclude_untracked_images: Vec<String> { env: "ECS_EXCLUDE_UNTRACKED_IMAGE", json: Some("ImageCleanupExclusionList"), status: Active,
         parse: parse::comma_list, default: Vec::new() }
+    /// This agent's own, not the official agent's: percent (0-100) of the Docker data disk in
+    /// use at which image cleanup runs early, without waiting for the interval; 0 turns it off.
+    image_cleanup_disk_threshold: u8 { env: "ECS_IMAGE_CLEANUP_DISK_THRESHOLD", json: None, status: Active,
+        parse: parse::percent, default: 90 }
     /// Time after a task stops before its containers are removed (below 1s falls back to the default).
     task_cleanup_wait: Duration { env: "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", json: Some("TaskCleanupWaitDuration"), status: Active,
         parse: parse::duration, default: Duration::from_secs(3 * 3600) }
     /// Random extra wait (0 to this) added to the task cleanup wait.
     task_cleanup_wait_jitter: Duration { env: "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER", json: Some("TaskCleanupWaitDurationJitter"), status: Active,
         parse: parse::duration, default: Duration::ZERO }
+    /// This agent's own, not the official agent's: remove containers that carry this cluster's
+    /// ECS labels but that the agent's saved state does not know.
+    remove_unknown_containers: bool { env: "ECS_REMOVE_UNKNOWN_CONTAINERS", json: None, status: Active,
+        parse: parse::boolean, default: false }
     /// Format of `ECS_ENGINE_AUTH_DATA`: `docker` or `dockercfg`.
     engine_auth_type: Option<EngineAuthType> { env: "ECS_ENGINE_AUTH_TYPE", json: Some("EngineAuthType"), status: Pending,
         parse: opt(engine_auth_type), default: None }

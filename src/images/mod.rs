@@ -6,6 +6,17 @@
 //!
 //! Also `registryAuthentication` type `asm` (username and password from Secrets Manager) and
 //! `ECS_ENGINE_AUTH_TYPE`/`ECS_ENGINE_AUTH_DATA` for containers without registry authentication.
+//!
+//! Image cleanup: [`cleanup`] is the pure policy (the records of the images tasks pulled and
+//! used, and which images and stopped non-ECS containers a cycle removes: unused tracked images
+//! least recently used first, then untracked ones smallest first, within one per-cycle budget);
+//! [`cleaner`] runs it against Docker every `ECS_IMAGE_CLEANUP_INTERVAL`, and early when the
+//! Docker data disk is fuller than `ECS_IMAGE_CLEANUP_DISK_THRESHOLD` (this agent's own trigger).
+//! [`reference`](mod@reference) gives image references the short form Docker lists them in.
+
+pub mod cleaner;
+pub mod cleanup;
+pub mod reference;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
