@@ -20,6 +20,9 @@ use support::ecs_sim::{EcsSim, SimConfig, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// The tests of this file run one at a time: one restarts dockerd, and all use the fixed
+/// credentials endpoint port.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Kills the fault-injection test must survive.
 const KILLS: usize = 50;
 /// Where each life of the agent dies: a failpoint and its occurrence, or `None` for a kill
@@ -231,6 +234,7 @@ fn check_reports(reports: &BTreeMap<String, Vec<String>>, tasks: &[Tracked]) -> 
 
 #[tokio::test]
 async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
+    let _serial = SERIAL.lock().await;
     let port = 46000 + (std::process::id() % 500) as u16 * 3;
     let stand = Stand::new("crash", port).await;
     let mut outbox = Outbox::default();
@@ -397,4 +401,202 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
         tasks.len()
     );
     assert!(kills.len() >= KILLS);
+}
+
+/// Starts the agent and waits for its ACS connection.
+async fn start_connected(stand: &Stand) -> Agent {
+    let before = stand.sim.acs_connections();
+    let agent = stand.start(None);
+    assert!(
+        stand
+            .sim
+            .wait_connected(WsKind::Acs, before + 1, WAIT)
+            .await,
+        "the agent did not connect; log:\n{}",
+        agent.log()
+    );
+    agent
+}
+
+/// Waits for a report of `status` for the task and returns it.
+async fn report(stand: &Stand, task: &Value, status: &str, agent: &Agent) -> Value {
+    let (arn, status_s) = (task["arn"].clone(), status.to_owned());
+    stand
+        .sim
+        .wait_task_state_change(
+            move |b| b["task"] == arn && b["status"] == json!(status_s),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|| panic!("no {status} report; log:\n{}", agent.log()))
+        .body
+}
+
+/// Kills the agent with SIGKILL and waits for it.
+fn kill(mut agent: Agent) {
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+}
+
+fn stopped(task: &Value) -> Value {
+    let mut t = task.clone();
+    t["desiredStatus"] = json!("STOPPED");
+    t
+}
+
+/// The credentials endpoint's status for `id`, once it answers.
+async fn credentials_status(id: &str) -> u16 {
+    let path = format!("/v2/credentials/{id}");
+    for _ in 0..100 {
+        if let Ok(r) = support::http::get("127.0.0.1:51679", &path, &[]).await {
+            return r.status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the credentials endpoint does not answer")
+}
+
+#[tokio::test]
+async fn a_restart_adopts_the_running_task_and_its_credentials_wait_for_acs() {
+    let _serial = SERIAL.lock().await;
+    let stand = Stand::new("adopt", 45500).await;
+    let agent = start_connected(&stand).await;
+    let mut task = stand.task(1, false);
+    let cid = support::env::unique_name("cid");
+    task["roleCredentials"] = json!({"credentialsId": cid, "roleArn": "arn:aws:iam::123456789012:role/app",
+        "accessKeyId": "ASIATEST", "secretAccessKey": "SECRETKEY", "sessionToken": "TOKEN", "expiration": "2030-01-01T00:00:00Z"});
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "adopt-1", 1, vec![task.clone()]))
+        .unwrap();
+    let running = report(&stand, &task, "RUNNING", &agent).await;
+    let before = containers_by_task(&stand.cluster).await;
+    assert_eq!(credentials_status(&cid).await, 200);
+    kill(agent);
+
+    let agent = start_connected(&stand).await;
+    assert_eq!(
+        credentials_status(&cid).await,
+        503,
+        "a known task's credentials wait for ACS to send them again"
+    );
+    let state = std::fs::read_to_string(stand.dir.path().join("data/ecs-agent-data.json")).unwrap();
+    assert!(!state.contains("SECRETKEY"), "no secret in the saved state");
+    stand.sim.acs_send(json!({"type": "IAMRoleCredentialsMessage", "message": {
+        "messageId": "adopt-creds", "taskArn": task["arn"], "roleType": "TaskApplication",
+        "roleCredentials": {"credentialsId": cid, "roleArn": "arn:aws:iam::123456789012:role/app",
+            "accessKeyId": "ASIATEST2", "secretAccessKey": "SECRETKEY2", "sessionToken": "TOKEN2", "expiration": "2030-01-01T00:00:00Z"}
+    }})).unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = credentials_status(&cid).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "served once ACS sent them");
+    assert_eq!(
+        containers_by_task(&stand.cluster).await,
+        before,
+        "the running containers were adopted, none created"
+    );
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "adopt-2", 2, vec![stopped(&task)]))
+        .unwrap();
+    let done = report(&stand, &task, "STOPPED", &agent).await;
+    assert_eq!(
+        done["containers"][0]["runtimeId"], running["containers"][0]["runtimeId"],
+        "the same container was stopped"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_is_set_aside_and_the_previous_copy_used() {
+    let _serial = SERIAL.lock().await;
+    let stand = Stand::new("corrupt", 45510).await;
+    let agent = start_connected(&stand).await;
+    let arn = stand.sim.container_instance_arn().unwrap();
+    let task = stand.task(1, false);
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "corrupt-1", 1, vec![task.clone()]))
+        .unwrap();
+    report(&stand, &task, "RUNNING", &agent).await;
+    kill(agent);
+    let path = stand.dir.path().join("data/ecs-agent-data.json");
+    let full = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+
+    let agent = start_connected(&stand).await;
+    assert!(
+        agent.log().contains("unreadable"),
+        "says what it did:\n{}",
+        agent.log()
+    );
+    assert!(stand
+        .dir
+        .path()
+        .join("data/ecs-agent-data.json.corrupt")
+        .exists());
+    let last = stand.sim.registrations().last().unwrap().body.clone();
+    assert_eq!(
+        last["containerInstanceArn"],
+        json!(arn),
+        "the same instance"
+    );
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "corrupt-2", 2, vec![stopped(&task)]))
+        .unwrap();
+    report(&stand, &task, "STOPPED", &agent).await;
+    assert_no_duplicates(&stand.cluster).await;
+    drop(agent);
+    support::agent::remove_containers(&stand.cluster).await;
+}
+
+#[tokio::test]
+async fn a_docker_restart_is_survived_and_the_dead_containers_reported() {
+    let _serial = SERIAL.lock().await;
+    let stand = Stand::new("dockerd", 45520).await;
+    let agent = start_connected(&stand).await;
+    let task = stand.task(1, false);
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "dockerd-1", 1, vec![task.clone()]))
+        .unwrap();
+    report(&stand, &task, "RUNNING", &agent).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-env");
+    let out = std::process::Command::new(script)
+        .arg("restart-dockerd")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped_report = report(&stand, &task, "STOPPED", &agent).await;
+    assert_eq!(
+        stopped_report["reason"], "Essential container in task exited",
+        "{stopped_report}"
+    );
+    let app = stopped_report["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["containerName"] == "app")
+        .cloned()
+        .unwrap_or_else(|| panic!("{stopped_report}"));
+    assert_eq!(app["status"], "STOPPED");
+    // The agent goes on with the new dockerd.
+    let next = stand.task(2, false);
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "dockerd-2", 2, vec![next.clone()]))
+        .unwrap();
+    report(&stand, &next, "RUNNING", &agent).await;
+    drop(agent);
+    support::agent::remove_containers(&stand.cluster).await;
 }

@@ -2,6 +2,7 @@
 //! engine, reporter and the ACS session, until SIGTERM/SIGINT, which leaves the containers
 //! running (as the official agent does: no deregistration, no close frame).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -19,6 +20,8 @@ use crate::endpoints::audit::AuditLog;
 use crate::endpoints::credentials::{serve_on, CredentialsApi};
 use crate::endpoints::ratelimit::RateLimiter;
 use crate::engine::{Change, Engine, EngineConfig, Input, TaskState};
+use crate::images::cleaner::ImageCleaner;
+use crate::images::cleanup::{CleanupPolicy, ImageRecords};
 use crate::model::Status;
 use crate::runtime::driver::DriverHandle;
 use crate::runtime::{DockerRuntime, Driver, DriverSettings};
@@ -104,7 +107,7 @@ pub async fn run(config: &Config) -> Exit {
         Ok(r) => r,
         Err(exit) => return exit,
     };
-    let saved_arn = resumed.arn;
+    let saved_arn = resumed.arn.clone();
     let request = RegisterRequest {
         cluster: &config.cluster,
         saved_arn: saved_arn.as_deref(),
@@ -124,7 +127,7 @@ pub async fn run(config: &Config) -> Exit {
             return Exit::Failure;
         }
     };
-    let writer = match save_registration(config, &registration, &instance_id, &resumed.tasks) {
+    let writer = match save_registration(config, &registration, &instance_id, &resumed) {
         Ok(w) => w,
         Err(exit) => return exit,
     };
@@ -132,11 +135,12 @@ pub async fn run(config: &Config) -> Exit {
 
     let seed = crate::runtime::driver::now_millis() ^ (u64::from(std::process::id()) << 32);
     let tcs_docker = docker.clone();
+    let cleanup_docker = docker.clone();
     let runtime = DockerRuntime::new(docker, local_run::docker_settings(config));
     let settings = DriverSettings {
         cluster: config.cluster.clone(),
         disable_privileged: config.disable_privileged,
-        remove_unknown: false, // WIRE: ECS_REMOVE_UNKNOWN_CONTAINERS
+        remove_unknown: config.remove_unknown_containers,
     };
     let store = credentials::Store::default();
     // Known tasks' credentials answer 503 until ACS sends them again (sendCredentials=true).
@@ -146,9 +150,13 @@ pub async fn run(config: &Config) -> Exit {
             store.mark_pending(&c.credentials_id);
         }
     }
+    let images = Arc::new(Mutex::new(resumed.images));
     let (engine, redo) = Engine::restore(engine_config(config), seed, resumed.tasks);
     let (driver, handle, changes, snapshots) = Driver::new(engine, runtime, settings);
-    let driver = driver.with_restored(redo);
+    let driver = driver
+        .with_restored(redo)
+        .with_image_records(images.clone());
+    start_image_cleanup(config, cleanup_docker, images);
     let driver = match writer {
         Some(w) => driver.with_state(w),
         None => driver,
@@ -163,7 +171,7 @@ pub async fn run(config: &Config) -> Exit {
     } else {
         driver
     };
-    let ecr = std::sync::Arc::new(crate::images::EcrAuth::new(sdk.clone()));
+    let ecr = Arc::new(crate::images::EcrAuth::new(sdk.clone()));
     let driver = driver
         .with_registry_auth(ecr, store.clone())
         .with_secrets(sdk.clone());
@@ -237,6 +245,8 @@ struct Resumed {
     arn: Option<String>,
     /// The tasks to carry on with.
     tasks: Vec<TaskState>,
+    /// Images pulled for tasks, for image cleanup.
+    images: ImageRecords,
 }
 
 /// Reads the saved state (when checkpointing). Another EC2 instance's state is ignored, another
@@ -265,6 +275,7 @@ fn saved_state(config: &Config, instance_id: &str) -> Result<Resumed, Exit> {
             Ok(Resumed {
                 arn: Some(arn),
                 tasks: saved.tasks,
+                images: saved.images,
             })
         }
         Ok(Resume::Fresh) => {
@@ -284,7 +295,7 @@ fn save_registration(
     config: &Config,
     r: &register::Registration,
     instance_id: &str,
-    tasks: &[TaskState],
+    resumed: &Resumed,
 ) -> Result<Option<state::Writer>, Exit> {
     if !config.checkpoint {
         return Ok(None);
@@ -296,7 +307,9 @@ fn save_registration(
         availability_zone: r.availability_zone.clone(),
     };
     let mut writer = state::Writer::new(config.data_dir.clone().into(), m);
-    let bytes = writer.render(tasks.to_vec()).unwrap_or_default();
+    let bytes = writer
+        .render(resumed.tasks.clone(), resumed.images.clone())
+        .unwrap_or_default();
     match state::write(&writer.dir, &bytes) {
         Ok(()) => {
             writer.written(bytes);
@@ -306,6 +319,17 @@ fn save_registration(
             tracing::error!(error = %e, "cannot save the agent state under ECS_DATADIR");
             Err(Exit::Failure)
         }
+    }
+}
+
+/// Starts the image cleanup loop, unless configuration turns it off.
+fn start_image_cleanup(config: &Config, docker: bollard::Docker, images: Arc<Mutex<ImageRecords>>) {
+    match CleanupPolicy::from_config(config) {
+        Some(policy) => {
+            let cleaner = ImageCleaner::new(docker, policy, images);
+            tokio::spawn(cleaner.run(config.image_cleanup_interval));
+        }
+        None => tracing::info!("image cleanup is off"),
     }
 }
 

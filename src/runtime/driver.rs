@@ -25,6 +25,7 @@ use super::docker::DockerRuntime;
 use super::names;
 use crate::credentials;
 use crate::engine::{Binding, Change, Command, Engine, Input, Millis, Outcome, TaskState};
+use crate::images::cleanup::ImageRecords;
 use crate::images::{asm_credentials, ecr_auth, EcrAuth, EngineAuth};
 use crate::model::{Status, Task, Volume};
 
@@ -95,6 +96,8 @@ pub struct Driver {
     secrets: Option<aws_config::SdkConfig>,
     engine_auth: Option<EngineAuth>,
     state: Option<crate::state::Writer>,
+    /// Images pulled and used for tasks (image cleanup reads them; the state saves them).
+    images: Arc<std::sync::Mutex<ImageRecords>>,
     /// Commands that were under way when a restored engine was saved.
     redo: Vec<Command>,
 }
@@ -141,6 +144,7 @@ impl Driver {
             secrets: None,
             engine_auth: None,
             state: None,
+            images: Default::default(),
             redo: Vec::new(),
         };
         (driver, handle, changes_rx, snapshot_rx)
@@ -184,6 +188,12 @@ impl Driver {
     /// Saves the engine's state with `writer` before carrying out any command.
     pub fn with_state(mut self, writer: crate::state::Writer) -> Self {
         self.state = Some(writer);
+        self
+    }
+
+    /// Records pulled and used images in `images` (shared with image cleanup).
+    pub fn with_image_records(mut self, images: Arc<std::sync::Mutex<ImageRecords>>) -> Self {
+        self.images = images;
         self
     }
 
@@ -278,7 +288,8 @@ impl Driver {
             }
         }
         if let Some(writer) = &mut self.state {
-            super::recovery::persist(writer, self.engine.saved_tasks()).await;
+            let images = lock(&self.images).clone();
+            super::recovery::persist(writer, self.engine.saved_tasks(), images).await;
         }
         for (now, cmd) in cmds {
             self.dispatch(now, cmd);
@@ -396,6 +407,7 @@ impl Driver {
             engine: self.engine_auth.clone(),
         };
         let docker = self.docker.clone();
+        let images = self.images.clone();
         self.spawn_result(task_arn, container, async move {
             match auth
                 .credentials(registry_authentication.as_ref(), &image, execution.as_ref())
@@ -403,7 +415,11 @@ impl Driver {
             {
                 Ok(credentials) => {
                     crate::failpoint::hit("pulling");
-                    docker.pull(&image, credentials).await
+                    let outcome = docker.pull(&image, credentials).await;
+                    if let Outcome::Pulled { .. } = outcome {
+                        lock(&images).pulled(&image, None, now_millis());
+                    }
+                    outcome
                 }
                 Err(e) => Outcome::PullFailed {
                     reason: format!("CannotPullContainerError: registry authentication: {e}"),
@@ -457,6 +473,7 @@ impl Driver {
         let mut env = agent_env(&task, self.task_iam_role);
         let secrets = self.secrets.clone();
         let execution = self.execution_credentials(&task);
+        let images = self.images.clone();
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
             let log_options =
@@ -502,6 +519,9 @@ impl Driver {
             match create_body(&task, model, &ctx) {
                 Ok(body) => {
                     let outcome = docker.create(&peer_names[&model.name], body).await;
+                    if let Outcome::Created { .. } = outcome {
+                        lock(&images).used(&model.image, now_millis());
+                    }
                     crate::failpoint::hit("created");
                     outcome
                 }
@@ -653,6 +673,10 @@ fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, String> {
         );
     }
     env
+}
+
+fn lock(images: &std::sync::Mutex<ImageRecords>) -> std::sync::MutexGuard<'_, ImageRecords> {
+    images.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn sleep_until(at: Option<Instant>) {

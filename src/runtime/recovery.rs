@@ -10,11 +10,12 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 use super::docker::DockerRuntime;
 use super::names::{self, LABEL_CLUSTER};
 use crate::engine::TaskState;
+use crate::images::cleanup::ImageRecords;
 use crate::state::{self, Writer};
 
 /// Writes the state when it changed; a failure is logged and retried with the next change.
-pub(super) async fn persist(writer: &mut Writer, tasks: Vec<TaskState>) {
-    let Some(bytes) = writer.render(tasks) else {
+pub(super) async fn persist(writer: &mut Writer, tasks: Vec<TaskState>, images: ImageRecords) {
+    let Some(bytes) = writer.render(tasks, images) else {
         return;
     };
     let dir = writer.dir.clone();

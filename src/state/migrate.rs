@@ -37,5 +37,6 @@ fn v1_to_v2(v1: Value) -> Value {
             "availability_zone": v1["availability_zone"],
         },
         "tasks": [],
+        "images": {},
     })
 }

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::TaskState;
+use crate::images::cleanup::ImageRecords;
 pub use file::{load, write, Loaded};
 
 /// Schema version of the state document.
@@ -44,6 +45,9 @@ pub struct SavedState {
     pub metadata: Metadata,
     #[serde(default)]
     pub tasks: Vec<TaskState>,
+    /// Images the agent pulled for tasks, for image cleanup.
+    #[serde(default)]
+    pub images: ImageRecords,
 }
 
 /// Errors reading or writing the state.
@@ -76,12 +80,13 @@ impl Writer {
 
     /// The document for these tasks (credentials scrubbed), unless unchanged since the last
     /// [`Writer::written`].
-    pub fn render(&self, mut tasks: Vec<TaskState>) -> Option<Vec<u8>> {
+    pub fn render(&self, mut tasks: Vec<TaskState>, images: ImageRecords) -> Option<Vec<u8>> {
         scrub(&mut tasks);
         let doc = SavedState {
             version: VERSION,
             metadata: self.metadata.clone(),
             tasks,
+            images,
         };
         let bytes = serde_json::to_vec(&doc).unwrap_or_default();
         (bytes != self.last).then_some(bytes)

@@ -70,7 +70,9 @@ fn tasks(n: usize) -> Vec<TaskState> {
 }
 
 fn save(dir: &Path, tasks: Vec<TaskState>) -> Vec<u8> {
-    let bytes = Writer::new(dir.to_owned(), meta()).render(tasks).unwrap();
+    let bytes = Writer::new(dir.to_owned(), meta())
+        .render(tasks, Default::default())
+        .unwrap();
     write(dir, &bytes).unwrap();
     bytes
 }
@@ -116,10 +118,10 @@ fn no_credential_secret_reaches_the_disk() {
 fn an_unchanged_state_is_not_written_again() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Writer::new(dir.path().to_owned(), meta());
-    let bytes = w.render(tasks(1)).unwrap();
+    let bytes = w.render(tasks(1), Default::default()).unwrap();
     w.written(bytes);
-    assert!(w.render(tasks(1)).is_none());
-    assert!(w.render(tasks(2)).is_some());
+    assert!(w.render(tasks(1), Default::default()).is_none());
+    assert!(w.render(tasks(2), Default::default()).is_some());
 }
 
 #[test]
