@@ -600,3 +600,62 @@ async fn a_docker_restart_is_survived_and_the_dead_containers_reported() {
     drop(agent);
     support::agent::remove_containers(&stand.cluster).await;
 }
+
+#[tokio::test]
+async fn containers_of_the_cluster_unknown_to_the_state_are_reported_and_removed_when_asked() {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::CreateContainerOptionsBuilder;
+    let _serial = SERIAL.lock().await;
+    let mut stand = Stand::new("unknown", 45530).await;
+    let docker = support::env::docker().await;
+    let name = support::env::unique_name("ecs-unknown");
+    let labels = HashMap::from([
+        (
+            "com.amazonaws.ecs.cluster".to_owned(),
+            stand.cluster.clone(),
+        ),
+        (
+            "com.amazonaws.ecs.task-arn".to_owned(),
+            format!(
+                "arn:aws:ecs:us-west-2:123456789012:task/{}/lost",
+                stand.cluster
+            ),
+        ),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(support::env::image()),
+        cmd: Some(vec!["true".into()]),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker.create_container(Some(options), body).await.unwrap();
+    let exists = || async { docker.inspect_container(&name, None).await.is_ok() };
+
+    let agent = start_connected(&stand).await;
+    let mut logged = false;
+    for _ in 0..100 {
+        logged = agent.log().contains("unknown to the agent state");
+        if logged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(logged, "reported; log:\n{}", agent.log());
+    assert!(exists().await, "left alone unless asked");
+    kill(agent);
+
+    stand
+        .env
+        .push(("ECS_REMOVE_UNKNOWN_CONTAINERS".into(), "true".into()));
+    let agent = start_connected(&stand).await;
+    let mut gone = false;
+    for _ in 0..100 {
+        gone = !exists().await;
+        if gone {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "removed when asked; log:\n{}", agent.log());
+}

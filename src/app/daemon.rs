@@ -7,26 +7,22 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::resume::{forward_sent, save_registration, saved_state, start_image_cleanup};
 use super::{host, local_run, Exit};
 use crate::config::Config;
 use crate::control::api::{self, backend_url};
 use crate::control::imds::{Imds, InstanceFacts};
 use crate::control::register::{self, RegisterError, RegisterRequest};
-use crate::control::reporter::{Report, Reporter};
+use crate::control::reporter::Reporter;
 use crate::control::session::{self, SessionContext};
 use crate::control::telemetry::{self, TelemetryContext};
 use crate::credentials::{self, RoleType};
 use crate::endpoints::audit::AuditLog;
 use crate::endpoints::credentials::{serve_on, CredentialsApi};
 use crate::endpoints::ratelimit::RateLimiter;
-use crate::engine::{Change, Engine, EngineConfig, Input, TaskState};
-use crate::images::cleaner::ImageCleaner;
-use crate::images::cleanup::{CleanupPolicy, ImageRecords};
+use crate::engine::{Change, Engine, EngineConfig};
 use crate::model::Status;
-use crate::runtime::driver::DriverHandle;
 use crate::runtime::{DockerRuntime, Driver, DriverSettings};
-use crate::state::{self, Resume};
-use std::path::Path;
 
 /// The agent's version as ACS wants it (no leading `v`).
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -234,125 +230,6 @@ pub async fn run(config: &Config) -> Exit {
         _ = shutdown_signal() => {
             tracing::info!("stopping on signal; task containers keep running");
             Exit::Success
-        }
-    }
-}
-
-/// What the saved state gives this start.
-#[derive(Default)]
-struct Resumed {
-    /// The container instance ARN to re-register with.
-    arn: Option<String>,
-    /// The tasks to carry on with.
-    tasks: Vec<TaskState>,
-    /// Images pulled for tasks, for image cleanup.
-    images: ImageRecords,
-}
-
-/// Reads the saved state (when checkpointing). Another EC2 instance's state is ignored, another
-/// cluster's is a terminal error, as in the official agent. A corrupt file is set aside (the
-/// previous copy used); a data directory that cannot be read at all stops the agent.
-fn saved_state(config: &Config, instance_id: &str) -> Result<Resumed, Exit> {
-    if !config.checkpoint {
-        return Ok(Resumed::default());
-    }
-    let loaded = match state::load(Path::new(&config.data_dir)) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the saved state");
-            return Err(Exit::Failure);
-        }
-    };
-    for note in &loaded.notes {
-        tracing::warn!(data_dir = %config.data_dir, "saved state: {note}");
-    }
-    let Some(saved) = loaded.state else {
-        return Ok(Resumed::default());
-    };
-    match state::resume(Some(&saved.metadata), &config.cluster, instance_id) {
-        Ok(Resume::Reregister(arn)) => {
-            tracing::info!(container_instance = %arn, tasks = saved.tasks.len(), "restored from the saved state");
-            Ok(Resumed {
-                arn: Some(arn),
-                tasks: saved.tasks,
-                images: saved.images,
-            })
-        }
-        Ok(Resume::Fresh) => {
-            tracing::warn!(saved_instance = %saved.metadata.ec2_instance_id, "the saved state is another EC2 instance's; starting fresh");
-            Ok(Resumed::default())
-        }
-        Err(why) => {
-            tracing::error!("{why}");
-            Err(Exit::Terminal)
-        }
-    }
-}
-
-/// Saves what registration returned with the resumed tasks, so a restart re-registers as the
-/// same instance; the writer goes on to the driver. `None` without checkpointing.
-fn save_registration(
-    config: &Config,
-    r: &register::Registration,
-    instance_id: &str,
-    resumed: &Resumed,
-) -> Result<Option<state::Writer>, Exit> {
-    if !config.checkpoint {
-        return Ok(None);
-    }
-    let m = state::Metadata {
-        cluster: config.cluster.clone(),
-        container_instance_arn: r.container_instance_arn.clone(),
-        ec2_instance_id: instance_id.to_owned(),
-        availability_zone: r.availability_zone.clone(),
-    };
-    let mut writer = state::Writer::new(config.data_dir.clone().into(), m);
-    let bytes = writer
-        .render(resumed.tasks.clone(), resumed.images.clone())
-        .unwrap_or_default();
-    match state::write(&writer.dir, &bytes) {
-        Ok(()) => {
-            writer.written(bytes);
-            Ok(Some(writer))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot save the agent state under ECS_DATADIR");
-            Err(Exit::Failure)
-        }
-    }
-}
-
-/// Starts the image cleanup loop, unless configuration turns it off.
-fn start_image_cleanup(config: &Config, docker: bollard::Docker, images: Arc<Mutex<ImageRecords>>) {
-    match CleanupPolicy::from_config(config) {
-        Some(policy) => {
-            let cleaner = ImageCleaner::new(docker, policy, images);
-            tokio::spawn(cleaner.run(config.image_cleanup_interval));
-        }
-        None => tracing::info!("image cleanup is off"),
-    }
-}
-
-/// Tells the engine which state changes ECS accepted, so a restart does not send them again.
-async fn forward_sent(mut sent: mpsc::UnboundedReceiver<Report>, engine: DriverHandle) {
-    while let Some(r) = sent.recv().await {
-        let status = match r.status {
-            "RUNNING" => Some(Status::Running),
-            "STOPPED" => Some(Status::Stopped),
-            _ => None,
-        };
-        let containers = r
-            .containers
-            .iter()
-            .map(|c| (c.container.clone(), c.status))
-            .collect();
-        let input = Input::Sent {
-            task_arn: r.task_arn,
-            status,
-            containers,
-        };
-        if !engine.send(input) {
-            break;
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod host;
 pub mod host_setup;
 pub mod local_run;
 mod logfile;
+mod resume;
 pub(crate) use logfile::civil_from_days;
 pub mod logging;
 

@@ -20,14 +20,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::cgroup::{self, CgroupSettings};
-use super::create::{create_body, CreateContext, ResolvedPort, VolumeSource};
+use super::container_inputs::{agent_env, container_secrets, log_config_with, PullAuth};
+use super::create::{create_body, CreateContext, ResolvedPort};
 use super::docker::DockerRuntime;
 use super::names;
+use super::volumes::{prepare_volume, task_scoped_volumes};
 use crate::credentials;
 use crate::engine::{Binding, Change, Command, Engine, Input, Millis, Outcome, TaskState};
 use crate::images::cleanup::ImageRecords;
-use crate::images::{asm_credentials, ecr_auth, EcrAuth, EngineAuth};
-use crate::model::{Status, Task, Volume};
+use crate::images::{EcrAuth, EngineAuth};
+use crate::model::{Status, Task};
 
 /// How often every known container is re-inspected in steady state.
 const RESYNC_EVERY: Duration = Duration::from_secs(300);
@@ -217,8 +219,9 @@ impl Driver {
 
     /// Runs until [`DriverHandle::shutdown`].
     pub async fn run(mut self) {
-        self.recover().await;
+        // Events from now on queue up while the saved state is reconciled: none is missed.
         let watcher = tokio::spawn(watch_events(self.docker.clone(), self.tx.clone()));
+        self.recover().await;
         let mut resync = tokio::time::interval(RESYNC_EVERY);
         resync.tick().await;
         loop {
@@ -242,22 +245,44 @@ impl Driver {
         watcher.abort();
     }
 
-    /// After a restore: carries out the interrupted commands, re-inspects every container and
-    /// deals with the cluster's containers the state does not know.
+    /// After a restore: reads every saved container's state from Docker and applies it (the
+    /// engine is reconciled when this returns), saves, carries out the interrupted commands
+    /// and deals with the cluster's containers the state does not know.
     async fn recover(&mut self) {
         let redo = std::mem::take(&mut self.redo);
         let tasks = self.engine.saved_tasks();
-        if tasks.is_empty() && redo.is_empty() && !self.settings.remove_unknown {
-            return;
+        let ids: Vec<String> = tasks
+            .iter()
+            .flat_map(|t| &t.containers)
+            .filter(|c| !c.removed)
+            .filter_map(|c| c.docker_id.clone())
+            .collect();
+        let docker = &self.docker;
+        let seen = futures_util::future::join_all(ids.into_iter().map(|id| async move {
+            let event = docker.inspect_event(&id).await;
+            (id, event)
+        }))
+        .await;
+        let now = now_millis();
+        let mut cmds = Vec::new();
+        for (docker_id, event) in seen {
+            if let Some(event) = event {
+                cmds.extend(self.engine.handle(now, Input::Docker { docker_id, event }));
+            }
         }
         tracing::info!(
             tasks = tasks.len(),
             redone = redo.len(),
-            "resuming the saved tasks"
+            "saved tasks reconciled with docker"
         );
-        self.resync();
-        let now = now_millis();
+        if let Some(writer) = &mut self.state {
+            let images = lock(&self.images).clone();
+            super::recovery::persist(writer, self.engine.saved_tasks(), images).await;
+        }
         for cmd in redo {
+            self.redo(now, cmd);
+        }
+        for cmd in cmds {
             self.dispatch(now, cmd);
         }
         super::recovery::handle_unknown(
@@ -268,6 +293,27 @@ impl Driver {
         )
         .await;
         let _ = self.tx.send(Msg::Input(Input::Tick));
+    }
+
+    /// Carries out a command that was under way before the restart. A start is only repeated
+    /// when Docker says the container never started: one that started (and maybe exited since)
+    /// must not run a second time.
+    fn redo(&mut self, now: Millis, cmd: Command) {
+        let Command::Start {
+            task_arn,
+            container,
+            docker_id,
+        } = cmd
+        else {
+            return self.dispatch(now, cmd);
+        };
+        let docker = self.docker.clone();
+        self.spawn_result(task_arn, container, async move {
+            match docker.inspect_event(&docker_id).await {
+                Some(_) => Outcome::Started,
+                None => docker.start(&docker_id).await,
+            }
+        });
     }
 
     /// Handles a batch of messages: every input goes to the engine, the state is saved once,
@@ -555,126 +601,6 @@ fn prepare_cgroup(task: &Task, cg: &CgroupSettings) -> Result<String, String> {
     Ok(parent)
 }
 
-/// What a pull may authenticate with.
-struct PullAuth {
-    ecr: Option<Arc<EcrAuth>>,
-    sdk: Option<aws_config::SdkConfig>,
-    engine: Option<EngineAuth>,
-}
-
-impl PullAuth {
-    /// The credentials for one pull: the container's `registryAuthentication` (ecr or asm),
-    /// else `ECS_ENGINE_AUTH_*` for the image's registry, else none.
-    async fn credentials(
-        &self,
-        registry_authentication: Option<&serde_json::Value>,
-        image: &str,
-        execution: Option<&crate::model::RoleCredentials>,
-    ) -> Result<Option<bollard::auth::DockerCredentials>, String> {
-        let kind = registry_authentication
-            .and_then(|r| r.get("type"))
-            .and_then(|t| t.as_str());
-        match (kind, &self.ecr, &self.sdk) {
-            (Some("ecr"), Some(ecr), _) => {
-                let data = ecr_auth(registry_authentication)?.unwrap_or_default();
-                ecr.credentials(&data, execution).await.map(Some)
-            }
-            (Some("asm"), _, Some(sdk)) => asm_credentials(
-                sdk,
-                execution,
-                registry_authentication.unwrap_or(&serde_json::Value::Null),
-            )
-            .await
-            .map(Some),
-            (Some(other), _, _) => Err(format!("type {other} is not available in this run mode")),
-            (None, _, _) => Ok(self.engine.as_ref().and_then(|e| e.for_image(image))),
-        }
-    }
-}
-
-/// The container's secrets, fetched before it is created: those for its environment, and
-/// those for its log driver's options (`target` `LOG_DRIVER`).
-async fn container_secrets(
-    sdk: Option<&aws_config::SdkConfig>,
-    execution: Option<&crate::model::RoleCredentials>,
-    task: &Task,
-    model: &crate::model::Container,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
-    let refs: Vec<crate::secrets::SecretRef> = model
-        .secrets
-        .iter()
-        .flatten()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
-        .collect();
-    if refs.is_empty() {
-        return Ok(Default::default());
-    }
-    let Some(sdk) = sdk else {
-        return Err(
-            "ResourceInitializationError: secrets are not supported by this run mode".into(),
-        );
-    };
-    let region = task.arn.split(':').nth(3).unwrap_or_default().to_owned();
-    let mut values = crate::secrets::resolve(sdk, execution, &region, &refs).await?;
-    let mut log_options = BTreeMap::new();
-    for r in refs
-        .iter()
-        .filter(|r| r.target.as_deref() == Some("LOG_DRIVER"))
-    {
-        if let Some(v) = values.remove(&r.name) {
-            log_options.insert(r.name.clone(), v);
-        }
-    }
-    Ok((values, log_options))
-}
-
-/// The container's log configuration (from its `dockerConfig.hostConfig`) with the secret
-/// options added, when there are any.
-fn log_config_with(
-    model: &crate::model::Container,
-    secret_options: &BTreeMap<String, String>,
-) -> Option<bollard::models::HostConfigLogConfig> {
-    if secret_options.is_empty() {
-        return None;
-    }
-    let host_config: serde_json::Value = model
-        .docker_config
-        .as_ref()
-        .and_then(|d| d.host_config.as_deref())
-        .and_then(|h| serde_json::from_str(h).ok())
-        .unwrap_or_default();
-    let log = &host_config["LogConfig"];
-    let mut config: std::collections::HashMap<String, String> = log["Config"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    config.extend(secret_options.clone());
-    Some(bollard::models::HostConfigLogConfig {
-        typ: log["Type"].as_str().map(str::to_owned),
-        config: Some(config),
-    })
-}
-
-/// Environment the agent adds to every container of a task.
-fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    let role = task
-        .role_credentials
-        .as_ref()
-        .filter(|c| !c.credentials_id.is_empty());
-    if let (true, Some(c)) = (task_iam_role, role) {
-        env.insert(
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".to_owned(),
-            format!("/v2/credentials/{}", c.credentials_id),
-        );
-    }
-    env
-}
-
 fn lock(images: &std::sync::Mutex<ImageRecords>) -> std::sync::MutexGuard<'_, ImageRecords> {
     images.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -737,123 +663,6 @@ fn resolved(b: &Binding, is_range: bool) -> ResolvedPort {
             protocol: b.protocol,
         }
     }
-}
-
-/// The Docker volumes a task made for itself (not shared ones), to remove with the task.
-fn task_scoped_volumes(task: &Task) -> Vec<String> {
-    task.volumes
-        .iter()
-        .filter(|v| !is_shared(v))
-        .filter_map(|v| match volume_source(task, v) {
-            Ok((VolumeSource::DockerVolume(name), Some(_))) => Some(name),
-            _ => None,
-        })
-        .collect()
-}
-
-fn is_shared(v: &Volume) -> bool {
-    v.docker_volume_configuration
-        .as_ref()
-        .and_then(|d| d.scope.as_deref())
-        == Some("shared")
-}
-
-/// Docker name of a task-scoped volume.
-fn task_volume_name(task: &Task, volume: &str) -> String {
-    let clean = |s: &str| {
-        s.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-            .collect::<String>()
-    };
-    format!(
-        "ecs-{}-{}-{}-{}",
-        clean(&task.family),
-        clean(&task.version),
-        clean(volume),
-        clean(task.id())
-    )
-}
-
-/// What a task volume resolves to, and the create request when it is a Docker volume to make.
-fn volume_source(
-    task: &Task,
-    v: &Volume,
-) -> Result<(VolumeSource, Option<bollard::models::VolumeCreateRequest>), String> {
-    let kind = v
-        .kind
-        .as_deref()
-        .unwrap_or(if v.docker_volume_configuration.is_some() {
-            "docker"
-        } else {
-            "host"
-        });
-    match kind {
-        "host" => match v
-            .host
-            .as_ref()
-            .and_then(|h| h.source_path.as_deref())
-            .filter(|p| !p.is_empty())
-        {
-            Some(path) => Ok((VolumeSource::HostPath(path.to_owned()), None)),
-            None => {
-                let name = task_volume_name(task, &v.name);
-                let request = bollard::models::VolumeCreateRequest {
-                    name: Some(name.clone()),
-                    driver: Some("local".into()),
-                    ..Default::default()
-                };
-                Ok((VolumeSource::DockerVolume(name), Some(request)))
-            }
-        },
-        "docker" => {
-            let d = v.docker_volume_configuration.clone().unwrap_or_default();
-            let shared = d.scope.as_deref() == Some("shared");
-            let name = if shared {
-                v.name.clone()
-            } else {
-                task_volume_name(task, &v.name)
-            };
-            let request = bollard::models::VolumeCreateRequest {
-                name: Some(name.clone()),
-                driver: Some(d.driver.unwrap_or_else(|| "local".into())),
-                driver_opts: d.driver_opts.map(|m| m.into_iter().collect()),
-                labels: d.labels.map(|m| m.into_iter().collect()),
-                ..Default::default()
-            };
-            let make = !shared || d.autoprovision.unwrap_or(false);
-            Ok((VolumeSource::DockerVolume(name), make.then_some(request)))
-        }
-        other => Err(format!(
-            "ResourceInitializationError: volume {} of type {other} is not supported yet",
-            v.name
-        )),
-    }
-}
-
-async fn prepare_volume(
-    docker: &DockerRuntime,
-    task: &Task,
-    v: &Volume,
-) -> Result<VolumeSource, String> {
-    let (source, request) = volume_source(task, v)?;
-    match (request, &source) {
-        (Some(request), _) => docker.ensure_volume(request).await.map_err(|e| {
-            format!(
-                "ResourceInitializationError: failed to create volume {}: {e}",
-                v.name
-            )
-        })?,
-        // A shared volume without autoprovision must already exist.
-        (None, VolumeSource::DockerVolume(name))
-            if docker.docker.inspect_volume(name).await.is_err() =>
-        {
-            return Err(format!(
-                "ResourceInitializationError: shared volume {name} does not exist and autoprovision is off"
-            ));
-        }
-        _ => {}
-    }
-    Ok(source)
 }
 
 #[cfg(test)]

@@ -2,11 +2,13 @@
 //! Docker operations with the agent's policies, create requests and container names.
 
 pub mod cgroup;
+mod container_inputs;
 pub mod create;
 pub mod docker;
 pub mod driver;
 pub mod names;
 mod recovery;
+mod volumes;
 
 pub use docker::{DockerRuntime, DockerSettings};
 pub use driver::{Driver, DriverHandle, DriverSettings, Snapshot};

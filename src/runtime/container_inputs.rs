@@ -1,0 +1,129 @@
+//! What a container needs from AWS and the agent before Docker sees it: registry credentials
+//! for its pull (ECR, Secrets Manager or `ECS_ENGINE_AUTH_*`), its secrets (environment and log
+//! driver options) with the execution role, and the environment the agent adds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::images::{asm_credentials, ecr_auth, EcrAuth, EngineAuth};
+use crate::model::Task;
+
+/// What a pull may authenticate with.
+pub(super) struct PullAuth {
+    pub ecr: Option<Arc<EcrAuth>>,
+    pub sdk: Option<aws_config::SdkConfig>,
+    pub engine: Option<EngineAuth>,
+}
+
+impl PullAuth {
+    /// The credentials for one pull: the container's `registryAuthentication` (ecr or asm),
+    /// else `ECS_ENGINE_AUTH_*` for the image's registry, else none.
+    pub async fn credentials(
+        &self,
+        registry_authentication: Option<&serde_json::Value>,
+        image: &str,
+        execution: Option<&crate::model::RoleCredentials>,
+    ) -> Result<Option<bollard::auth::DockerCredentials>, String> {
+        let kind = registry_authentication
+            .and_then(|r| r.get("type"))
+            .and_then(|t| t.as_str());
+        match (kind, &self.ecr, &self.sdk) {
+            (Some("ecr"), Some(ecr), _) => {
+                let data = ecr_auth(registry_authentication)?.unwrap_or_default();
+                ecr.credentials(&data, execution).await.map(Some)
+            }
+            (Some("asm"), _, Some(sdk)) => asm_credentials(
+                sdk,
+                execution,
+                registry_authentication.unwrap_or(&serde_json::Value::Null),
+            )
+            .await
+            .map(Some),
+            (Some(other), _, _) => Err(format!("type {other} is not available in this run mode")),
+            (None, _, _) => Ok(self.engine.as_ref().and_then(|e| e.for_image(image))),
+        }
+    }
+}
+
+/// The container's secrets, fetched before it is created: those for its environment, and
+/// those for its log driver's options (`target` `LOG_DRIVER`).
+pub(super) async fn container_secrets(
+    sdk: Option<&aws_config::SdkConfig>,
+    execution: Option<&crate::model::RoleCredentials>,
+    task: &Task,
+    model: &crate::model::Container,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
+    let refs: Vec<crate::secrets::SecretRef> = model
+        .secrets
+        .iter()
+        .flatten()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect();
+    if refs.is_empty() {
+        return Ok(Default::default());
+    }
+    let Some(sdk) = sdk else {
+        return Err(
+            "ResourceInitializationError: secrets are not supported by this run mode".into(),
+        );
+    };
+    let region = task.arn.split(':').nth(3).unwrap_or_default().to_owned();
+    let mut values = crate::secrets::resolve(sdk, execution, &region, &refs).await?;
+    let mut log_options = BTreeMap::new();
+    for r in refs
+        .iter()
+        .filter(|r| r.target.as_deref() == Some("LOG_DRIVER"))
+    {
+        if let Some(v) = values.remove(&r.name) {
+            log_options.insert(r.name.clone(), v);
+        }
+    }
+    Ok((values, log_options))
+}
+
+/// The container's log configuration (from its `dockerConfig.hostConfig`) with the secret
+/// options added, when there are any.
+pub(super) fn log_config_with(
+    model: &crate::model::Container,
+    secret_options: &BTreeMap<String, String>,
+) -> Option<bollard::models::HostConfigLogConfig> {
+    if secret_options.is_empty() {
+        return None;
+    }
+    let host_config: serde_json::Value = model
+        .docker_config
+        .as_ref()
+        .and_then(|d| d.host_config.as_deref())
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let log = &host_config["LogConfig"];
+    let mut config: std::collections::HashMap<String, String> = log["Config"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    config.extend(secret_options.clone());
+    Some(bollard::models::HostConfigLogConfig {
+        typ: log["Type"].as_str().map(str::to_owned),
+        config: Some(config),
+    })
+}
+
+/// Environment the agent adds to every container of a task.
+pub(super) fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let role = task
+        .role_credentials
+        .as_ref()
+        .filter(|c| !c.credentials_id.is_empty());
+    if let (true, Some(c)) = (task_iam_role, role) {
+        env.insert(
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".to_owned(),
+            format!("/v2/credentials/{}", c.credentials_id),
+        );
+    }
+    env
+}
