@@ -11,16 +11,16 @@
 //! Known limits: "reconciled" is the driver's own recovery (load, restore, inspect, apply,
 //! save); registration and the ACS connection that follow in `ecs-agent run` are not in it.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anyhow::{bail, Context, Result};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use ecs_agent::config::ImagePullBehavior;
 use ecs_agent::engine::{Engine, EngineConfig, HostCapacity, Input};
 use ecs_agent::model::{Container, Status, Task};
-use ecs_agent::runtime::{names, DockerRuntime, DockerSettings, Driver, DriverSettings};
+use ecs_agent::runtime::{DockerRuntime, DockerSettings, Driver, DriverSettings};
 use ecs_agent::state::{self, Metadata, Writer};
 
 const TASKS: usize = 50;
@@ -43,7 +43,7 @@ fn main() -> Result<()> {
             .context("dockerd does not answer; run scripts/test-env up")?;
         let cluster = format!("bench-recovery-{}", std::process::id());
         let result = bench(&docker, &cluster).await;
-        remove_labelled(&docker, &cluster).await;
+        common::remove_labelled("recovery", &docker, &cluster).await;
         result
     })
 }
@@ -248,29 +248,6 @@ fn write_cost(
     print_row("state render (50 tasks)", &render);
     print_row("state render + write + fsyncs", &full);
     Ok(())
-}
-
-async fn remove_labelled(docker: &Docker, cluster: &str) {
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{}={cluster}", names::LABEL_CLUSTER)],
-    )]);
-    let list = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    for id in docker
-        .list_containers(Some(list))
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|c| c.id)
-    {
-        let rm = RemoveContainerOptionsBuilder::default().force(true).build();
-        if let Err(e) = docker.remove_container(&id, Some(rm)).await {
-            eprintln!("recovery: could not remove container {id}: {e}");
-        }
-    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -15,9 +15,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use ecs_agent::config::ImagePullBehavior;
 use ecs_agent::engine::{Change, Engine, EngineConfig, HostCapacity, Input};
@@ -69,7 +70,7 @@ async fn bench() -> Result<()> {
     rig.handle.shutdown();
     for _ in 0..2 {
         // A second pass catches a create that was still under way when the first one listed.
-        remove_labelled(&rig.docker, &rig.label).await;
+        common::remove_labelled("task_start", &rig.docker, &rig.label).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     match outcome {
@@ -234,7 +235,7 @@ impl Rig {
             None => bare_start(&self.docker, &self.label, kind == Kind::BareInspect).await?,
         };
         let sample = phases(&self.docker, &id, began, total).await;
-        remove_labelled(&self.docker, &self.label).await;
+        common::remove_labelled("task_start", &self.docker, &self.label).await;
         sample
     }
 
@@ -252,7 +253,7 @@ impl Rig {
         }
         let wall = began.1.elapsed();
         let round = round(&self.docker, &ids, began.0, wall).await;
-        remove_labelled(&self.docker, &self.label).await;
+        common::remove_labelled("task_start", &self.docker, &self.label).await;
         round
     }
 
@@ -263,7 +264,7 @@ impl Rig {
         let began = SystemTime::now();
         let (wall, ids) = self.engine_start(tasks).await?;
         let round = round(&self.docker, &ids, began, wall).await;
-        remove_labelled(&self.docker, &self.label).await;
+        common::remove_labelled("task_start", &self.docker, &self.label).await;
         round
     }
 
@@ -481,27 +482,6 @@ fn unix_nanos() -> u128 {
 }
 
 /// Force-removes every container carrying this run's cluster label; errors are only printed.
-async fn remove_labelled(docker: &Docker, label: &str) {
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{}={label}", names::LABEL_CLUSTER)],
-    )]);
-    let list = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let found = docker.list_containers(Some(list)).await.unwrap_or_default();
-    for id in found.into_iter().filter_map(|c| c.id) {
-        let rm = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        if let Err(e) = docker.remove_container(&id, Some(rm)).await {
-            eprintln!("task_start: could not remove container {id}: {e}");
-        }
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -257,5 +257,26 @@ impl Engine {
     }
 }
 
+/// A configuration for tests: 4096 CPU units, `memory_mib`, no reserved ports, the dynamic
+/// port range `ports`, 30 s stop timeout, 60 s cleanup wait.
+#[cfg(test)]
+pub(crate) fn test_config(memory_mib: u64, ports: (u16, u16)) -> EngineConfig {
+    EngineConfig {
+        stop_timeout: Duration::from_secs(30),
+        pull_upfront: false,
+        cleanup_wait: Duration::from_secs(60),
+        cleanup_jitter: Duration::ZERO,
+        stop_retry: Duration::from_secs(5),
+        capacity: HostCapacity {
+            cpu: 4096,
+            memory_mib,
+            reserved_tcp: Default::default(),
+            reserved_udp: Default::default(),
+            dynamic_ports: ports,
+            port_in_use: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests;

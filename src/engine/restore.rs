@@ -125,29 +125,12 @@ fn in_flight_commands(t: &mut TaskState, cfg: &EngineConfig) -> Vec<Command> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-    use std::time::Duration;
-
     use super::*;
-    use crate::engine::{Change, HostCapacity, Input, Outcome};
+    use crate::engine::{Change, Input, Outcome};
     use crate::model::{Container, PortMapping, Task};
 
     fn cfg(ports: (u16, u16)) -> EngineConfig {
-        EngineConfig {
-            stop_timeout: Duration::from_secs(30),
-            pull_upfront: false,
-            cleanup_wait: Duration::from_secs(60),
-            cleanup_jitter: Duration::ZERO,
-            stop_retry: Duration::from_secs(5),
-            capacity: HostCapacity {
-                cpu: 4096,
-                memory_mib: 4096,
-                reserved_tcp: BTreeSet::new(),
-                reserved_udp: BTreeSet::new(),
-                dynamic_ports: ports,
-                port_in_use: None,
-            },
-        }
+        crate::engine::test_config(4096, ports)
     }
 
     fn task(arn: &str, names: &[&str]) -> Task {

@@ -10,21 +10,9 @@ use super::*;
 use crate::model::{Container, ContainerDependency, DependencyCondition, PortMapping, Task};
 
 fn cfg(memory_mib: u64) -> EngineConfig {
-    EngineConfig {
-        stop_timeout: Duration::from_secs(30),
-        pull_upfront: false,
-        cleanup_wait: Duration::from_secs(60),
-        cleanup_jitter: Duration::ZERO,
-        stop_retry: Duration::from_secs(5),
-        capacity: HostCapacity {
-            cpu: 4096,
-            memory_mib,
-            reserved_tcp: [22].into(),
-            reserved_udp: BTreeSet::new(),
-            dynamic_ports: (40000, 40100),
-            port_in_use: None,
-        },
-    }
+    let mut cfg = test_config(memory_mib, (40000, 40100));
+    cfg.capacity.reserved_tcp = [22].into();
+    cfg
 }
 
 fn container(name: &str) -> Container {

@@ -1,13 +1,12 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use proptest::prelude::*;
 
 use super::migrate::V1_FILE;
 use super::*;
-use crate::engine::{Engine, EngineConfig, HostCapacity, Input};
+use crate::engine::{Engine, Input};
 use crate::model::{Container, RoleCredentials, Task};
 
 fn meta() -> Metadata {
@@ -33,21 +32,7 @@ fn creds(id: &str) -> RoleCredentials {
 
 /// Task states as the engine makes them.
 fn tasks(n: usize) -> Vec<TaskState> {
-    let cfg = EngineConfig {
-        stop_timeout: Duration::from_secs(30),
-        pull_upfront: false,
-        cleanup_wait: Duration::from_secs(60),
-        cleanup_jitter: Duration::ZERO,
-        stop_retry: Duration::from_secs(5),
-        capacity: HostCapacity {
-            cpu: 4096,
-            memory_mib: 1 << 20,
-            reserved_tcp: Default::default(),
-            reserved_udp: Default::default(),
-            dynamic_ports: (40000, 40100),
-            port_in_use: None,
-        },
-    };
+    let cfg = crate::engine::test_config(1 << 20, (40000, 40100));
     let mut e = Engine::new(cfg, 3);
     for i in 0..n {
         let task = Task {
