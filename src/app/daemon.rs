@@ -153,6 +153,10 @@ pub async fn run(config: &Config) -> Exit {
         .with_restored(redo)
         .with_image_records(images.clone());
     start_image_cleanup(config, cleanup_docker, images);
+    let seq = writer.as_ref().map_or_else(
+        || Arc::new(std::sync::atomic::AtomicI64::new(-1)),
+        |w| w.seq.clone(),
+    );
     let driver = match writer {
         Some(w) => driver.with_state(w),
         None => driver,
@@ -216,6 +220,7 @@ pub async fn run(config: &Config) -> Exit {
         snapshots,
         reports: report_tx,
         credentials: store,
+        seq,
     };
     if config.spot_instance_draining && !config.external {
         tokio::spawn(watch_spot_interruption(

@@ -27,6 +27,8 @@ pub(super) struct Resumed {
     pub tasks: Vec<TaskState>,
     /// Images pulled for tasks, for image cleanup.
     pub images: ImageRecords,
+    /// The highest ACS sequence number seen before the restart.
+    pub acs_seq: Option<i64>,
 }
 
 /// Reads the saved state (when checkpointing). Another EC2 instance's state is ignored, another
@@ -56,6 +58,7 @@ pub(super) fn saved_state(config: &Config, instance_id: &str) -> Result<Resumed,
                 arn: Some(arn),
                 tasks: saved.tasks,
                 images: saved.images,
+                acs_seq: saved.acs_seq_num,
             })
         }
         Ok(Resume::Fresh) => {
@@ -87,6 +90,10 @@ pub(super) fn save_registration(
         availability_zone: r.availability_zone.clone(),
     };
     let mut writer = state::Writer::new(config.data_dir.clone().into(), m);
+    writer.seq.store(
+        resumed.acs_seq.unwrap_or(-1),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     let bytes = writer
         .render(resumed.tasks.clone(), resumed.images.clone())
         .unwrap_or_default();

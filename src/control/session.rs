@@ -4,6 +4,8 @@
 //! ×1.5; immediate reconnect after a normal close; one try an hour while the instance is
 //! inactive). A malformed frame is logged and dropped: it never ends or stalls the session.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
@@ -41,6 +43,9 @@ pub struct SessionContext {
     /// Reports the session makes itself (tasks refused before they reach the engine).
     pub reports: mpsc::UnboundedSender<Change>,
     pub credentials: credentials::Store,
+    /// Highest ACS sequence number seen (payloads, manifests), -1 for none; saved with the
+    /// state so a restarted agent still drops stale task manifests.
+    pub seq: Arc<AtomicI64>,
 }
 
 /// How a connection ended.
@@ -77,7 +82,11 @@ pub async fn run_acs(ctx: SessionContext) {
     );
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(120), 1.5);
     let mut first = true;
-    let mut state = SessionState::default();
+    let saved = ctx.seq.load(Ordering::SeqCst);
+    let mut state = SessionState {
+        last_seq: (saved >= 0).then_some(saved),
+        ..SessionState::default()
+    };
     loop {
         let mut connected = false;
         let result =

@@ -38,5 +38,6 @@ fn v1_to_v2(v1: Value) -> Value {
         },
         "tasks": [],
         "images": {},
+        "acs_seq_num": null,
     })
 }

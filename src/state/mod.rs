@@ -48,6 +48,9 @@ pub struct SavedState {
     /// Images the agent pulled for tasks, for image cleanup.
     #[serde(default)]
     pub images: ImageRecords,
+    /// Highest ACS sequence number seen (task manifests older than it are stale).
+    #[serde(default)]
+    pub acs_seq_num: Option<i64>,
 }
 
 /// Errors reading or writing the state.
@@ -66,6 +69,8 @@ pub enum StateError {
 pub struct Writer {
     pub dir: PathBuf,
     metadata: Metadata,
+    /// The ACS session's highest sequence number (-1: none yet), saved with the rest.
+    pub seq: std::sync::Arc<std::sync::atomic::AtomicI64>,
     last: Vec<u8>,
 }
 
@@ -74,6 +79,7 @@ impl Writer {
         Writer {
             dir,
             metadata,
+            seq: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1)),
             last: Vec::new(),
         }
     }
@@ -82,11 +88,13 @@ impl Writer {
     /// [`Writer::written`].
     pub fn render(&self, mut tasks: Vec<TaskState>, images: ImageRecords) -> Option<Vec<u8>> {
         scrub(&mut tasks);
+        let seq = self.seq.load(std::sync::atomic::Ordering::SeqCst);
         let doc = SavedState {
             version: VERSION,
             metadata: self.metadata.clone(),
             tasks,
             images,
+            acs_seq_num: (seq >= 0).then_some(seq),
         };
         let bytes = serde_json::to_vec(&doc).unwrap_or_default();
         (bytes != self.last).then_some(bytes)

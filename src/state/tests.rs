@@ -214,3 +214,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_acs_sequence_number_is_saved_with_the_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Writer::new(dir.path().to_owned(), meta());
+    let none = w.render(tasks(1), Default::default()).unwrap();
+    write(dir.path(), &none).unwrap();
+    assert_eq!(load(dir.path()).unwrap().state.unwrap().acs_seq_num, None);
+    w.seq.store(42, std::sync::atomic::Ordering::SeqCst);
+    let bytes = w.render(tasks(1), Default::default()).unwrap();
+    assert_ne!(bytes, none, "a new sequence number is a change to save");
+    write(dir.path(), &bytes).unwrap();
+    assert_eq!(load(dir.path()).unwrap().state.unwrap().acs_seq_num, Some(42));
+}

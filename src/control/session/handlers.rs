@@ -63,9 +63,11 @@ pub(super) fn handle(
     }
 }
 
-fn note_seq(state: &mut SessionState, seq: Option<i64>) {
+fn note_seq(ctx: &SessionContext, state: &mut SessionState, seq: Option<i64>) {
     if let Some(s) = seq {
-        state.last_seq = Some(state.last_seq.map_or(s, |l| l.max(s)));
+        let last = state.last_seq.map_or(s, |l| l.max(s));
+        state.last_seq = Some(last);
+        ctx.seq.fetch_max(last, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -75,7 +77,7 @@ fn payload(ctx: &SessionContext, state: &mut SessionState, p: PayloadMessage) ->
         tracing::warn!("PayloadMessage without messageId dropped");
         return Vec::new();
     };
-    note_seq(state, p.seq_num);
+    note_seq(ctx, state, p.seq_num);
     let mut accepted: Vec<Task> = Vec::new();
     for t in &p.tasks {
         match &t.decoded {
@@ -161,7 +163,7 @@ fn manifest(ctx: &SessionContext, state: &mut SessionState, m: TaskManifestMessa
             return Vec::new();
         }
     }
-    note_seq(state, m.timeline);
+    note_seq(ctx, state, m.timeline);
     state.last_manifest = Some(message_id.clone());
     let cluster = m.cluster_arn.as_deref().unwrap_or(&ctx.cluster);
     let instance = m
