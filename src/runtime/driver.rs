@@ -285,6 +285,7 @@ impl Driver {
         for cmd in cmds {
             self.dispatch(now, cmd);
         }
+        self.publish();
         super::recovery::handle_unknown(
             &self.docker,
             &self.settings.cluster,
@@ -340,12 +341,17 @@ impl Driver {
         for (now, cmd) in cmds {
             self.dispatch(now, cmd);
         }
+        self.publish();
         for done in flushed {
             let _ = done.send(());
         }
+        go_on
+    }
+
+    /// Publishes a snapshot of every task for observers.
+    fn publish(&self) {
         let tasks: Vec<TaskState> = self.engine.tasks().cloned().collect();
         self.snapshot.send_replace(Arc::new(tasks));
-        go_on
     }
 
     /// Re-inspects every container the engine believes created or running.

@@ -226,5 +226,8 @@ fn the_acs_sequence_number_is_saved_with_the_tasks() {
     let bytes = w.render(tasks(1), Default::default()).unwrap();
     assert_ne!(bytes, none, "a new sequence number is a change to save");
     write(dir.path(), &bytes).unwrap();
-    assert_eq!(load(dir.path()).unwrap().state.unwrap().acs_seq_num, Some(42));
+    assert_eq!(
+        load(dir.path()).unwrap().state.unwrap().acs_seq_num,
+        Some(42)
+    );
 }
