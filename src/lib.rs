@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod engine;
 pub mod failpoint;
 pub mod images;
+pub mod logs;
 pub mod model;
 pub mod runtime;
 pub mod secrets;

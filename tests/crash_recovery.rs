@@ -173,12 +173,17 @@ struct Tracked {
     exits_by_itself: bool,
 }
 
-/// Payloads sent to ACS and not acknowledged yet: ACS sends them again on a new connection.
+/// Payloads sent to ACS and not acknowledged yet: ACS sends them again on a new connection and
+/// after a while without an ack (a frame sent while a dead connection was still the
+/// simulator's current one is lost, as on a real network).
 #[derive(Default)]
 struct Outbox {
     next_id: usize,
-    unacked: Vec<(String, Value)>,
+    unacked: Vec<(String, Value, Instant)>,
 }
+
+/// How long ACS waits for an ack before sending a payload again.
+const RETRANSMIT: Duration = Duration::from_secs(3);
 
 impl Outbox {
     fn send(&mut self, stand: &Stand, tasks: Vec<Value>) {
@@ -186,13 +191,28 @@ impl Outbox {
         let id = format!("crash-payload-{}", self.next_id);
         let frame = payload(&stand.sim, &id, self.next_id as i64, tasks);
         let _ = stand.sim.acs_send(frame.clone());
-        self.unacked.push((id, frame));
+        self.unacked.push((id, frame, Instant::now()));
     }
 
-    fn resend(&mut self, stand: &Stand) {
-        self.unacked.retain(|(id, _)| !stand.acked(id));
-        for (_, frame) in &self.unacked {
-            let _ = stand.sim.acs_send(frame.clone());
+    /// Sends again what was not acked: all of it (`all`, a new connection) or what waited
+    /// longer than [`RETRANSMIT`].
+    fn resend(&mut self, stand: &Stand, all: bool) {
+        self.unacked.retain(|(id, _, _)| !stand.acked(id));
+        for (_, frame, at) in &mut self.unacked {
+            if all || at.elapsed() > RETRANSMIT {
+                let _ = stand.sim.acs_send(frame.clone());
+                *at = Instant::now();
+            }
+        }
+    }
+
+    /// Waits until every payload is acked, sending again as ACS does.
+    async fn settle(&mut self, stand: &Stand) {
+        let deadline = Instant::now() + WAIT;
+        while !self.unacked.is_empty() {
+            assert!(Instant::now() < deadline, "payloads never acked");
+            self.resend(stand, false);
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -287,8 +307,9 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
         }
         if stand.sim.acs_connections() > connections && stand.sim.is_connected(WsKind::Acs) {
             connections = stand.sim.acs_connections();
-            outbox.resend(&stand);
+            outbox.resend(&stand, true);
         }
+        outbox.resend(&stand, false);
         if !stand.sim.is_connected(WsKind::Acs) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -324,14 +345,16 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
     // A last life without a failpoint: all three dynamic ports must be free again (a leaked
     // port leaves one of these tasks without a RUNNING report).
     let agent = start_connected(&stand).await;
-    outbox.resend(&stand);
+    outbox.resend(&stand, true);
     let last: Vec<Value> = (0..3).map(|i| stand.task(1000 + i, false)).collect();
     outbox.send(&stand, last.clone());
+    outbox.settle(&stand).await;
     for t in &last {
         report(&stand, t, "RUNNING", &agent).await;
     }
     let stops: Vec<Value> = last.iter().map(stopped).collect();
     outbox.send(&stand, stops);
+    outbox.settle(&stand).await;
     for t in &last {
         tasks.push(Tracked {
             json: t.clone(),

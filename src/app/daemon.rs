@@ -21,6 +21,9 @@ use crate::endpoints::audit::AuditLog;
 use crate::endpoints::credentials::{serve_on, CredentialsApi};
 use crate::endpoints::ratelimit::RateLimiter;
 use crate::engine::{Change, Engine, EngineConfig};
+use crate::logs::checkpoint::Checkpoints;
+use crate::logs::cloudwatch::CloudWatch;
+use crate::logs::shipper::Shipper;
 use crate::model::Status;
 use crate::runtime::{DockerRuntime, Driver, DriverSettings};
 
@@ -132,6 +135,7 @@ pub async fn run(config: &Config) -> Exit {
     let seed = crate::runtime::driver::now_millis() ^ (u64::from(std::process::id()) << 32);
     let tcs_docker = docker.clone();
     let cleanup_docker = docker.clone();
+    let logs_docker = docker.clone();
     let runtime = DockerRuntime::new(docker, local_run::docker_settings(config));
     let settings = DriverSettings {
         cluster: config.cluster.clone(),
@@ -175,6 +179,15 @@ pub async fn run(config: &Config) -> Exit {
     let driver = driver
         .with_registry_auth(ecr, store.clone())
         .with_secrets(sdk.clone());
+    let driver = if config.awslogs_docker_driver {
+        driver
+    } else {
+        let checkpoints =
+            Checkpoints::new(config.checkpoint.then(|| config.data_dir.clone().into()));
+        let cloudwatch = CloudWatch::new(sdk.clone(), store.clone());
+        let shipper = Shipper::new(logs_docker, cloudwatch, checkpoints);
+        driver.with_log_shipping(shipper, region.clone())
+    };
     let driver = match local_run::engine_auth(config) {
         Ok(Some(auth)) => driver.with_engine_auth(auth),
         Ok(None) => driver,

@@ -266,6 +266,13 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         "no",
     ),
     (
+        "ECS_AWSLOGS_DOCKER_DRIVER",
+        "false",
+        "true",
+        "true",
+        "docker",
+    ),
+    (
         "ECS_DISABLE_DOCKER_HEALTH_CHECK",
         "false",
         "true",

@@ -408,8 +408,12 @@ config_table! {
     available_logging_drivers: Vec<String> { env: "ECS_AVAILABLE_LOGGING_DRIVERS", json: Some("AvailableLoggingDrivers"), status: Active,
         parse: parse::string_list, default: strings(&["json-file", "syslog", "awslogs", "fluentd", "none"]) }
     /// Let awslogs use the task execution role (ecs-init turns it on).
-    awslogs_execution_role_override: bool { env: "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", json: Some("OverrideAWSLogsExecutionRole"), status: Pending,
+    awslogs_execution_role_override: bool { env: "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", json: Some("OverrideAWSLogsExecutionRole"), status: Active,
         parse: parse::boolean, default: true }
+    /// This agent's own, not the official agent's: leave `awslogs` to Docker's own log driver
+    /// (the official behaviour) instead of shipping the logs from the agent.
+    awslogs_docker_driver: bool { env: "ECS_AWSLOGS_DOCKER_DRIVER", json: None, status: Active,
+        parse: parse::boolean, default: false }
     /// Ignore container health checks.
     disable_docker_health_check: bool { env: "ECS_DISABLE_DOCKER_HEALTH_CHECK", json: Some("DisableDockerHealthCheck"), status: Active,
         parse: parse::boolean, default: false }

@@ -75,6 +75,10 @@ pub fn attributes(config: &Config, docker_api: (u32, u32), first_registration: b
     // ECR pulls with the instance's or the execution role's credentials, any endpoint.
     out.push(name(format!("{CAP}ecr-auth")));
     out.push(name(format!("{ECS_CAP}execution-role-ecr-pull")));
+    // awslogs with the execution role: the agent ships those logs itself.
+    if config.awslogs_execution_role_override && !config.awslogs_docker_driver {
+        out.push(name(format!("{ECS_CAP}execution-role-awslogs")));
+    }
     out.push(name(format!("{ECS_CAP}ecr-endpoint")));
     // Container secrets into the environment, with the execution role.
     out.push(name(format!("{ECS_CAP}secrets.ssm.environment-variables")));

@@ -81,15 +81,12 @@ pub(super) async fn container_secrets(
     Ok((values, log_options))
 }
 
-/// The container's log configuration (from its `dockerConfig.hostConfig`) with the secret
-/// options added, when there are any.
-pub(super) fn log_config_with(
+/// The container's log configuration: its `dockerConfig.hostConfig` `LogConfig` with the
+/// secret options added: `(type, options)`, or `None` when the task sets none.
+pub(super) fn effective_log_config(
     model: &crate::model::Container,
     secret_options: &BTreeMap<String, String>,
-) -> Option<bollard::models::HostConfigLogConfig> {
-    if secret_options.is_empty() {
-        return None;
-    }
+) -> Option<(String, BTreeMap<String, String>)> {
     let host_config: serde_json::Value = model
         .docker_config
         .as_ref()
@@ -97,7 +94,8 @@ pub(super) fn log_config_with(
         .and_then(|h| serde_json::from_str(h).ok())
         .unwrap_or_default();
     let log = &host_config["LogConfig"];
-    let mut config: std::collections::HashMap<String, String> = log["Config"]
+    let typ = log["Type"].as_str()?.to_owned();
+    let mut config: BTreeMap<String, String> = log["Config"]
         .as_object()
         .map(|m| {
             m.iter()
@@ -106,10 +104,50 @@ pub(super) fn log_config_with(
         })
         .unwrap_or_default();
     config.extend(secret_options.clone());
-    Some(bollard::models::HostConfigLogConfig {
-        typ: log["Type"].as_str().map(str::to_owned),
-        config: Some(config),
-    })
+    Some((typ, config))
+}
+
+/// What Docker gets as the log configuration, and the awslogs options the agent ships with
+/// itself (`ship`): an awslogs container gets Docker's local rotating `json-file` driver
+/// instead. `None` keeps the task's own configuration untouched.
+pub(super) struct LogPlan {
+    pub docker: Option<bollard::models::HostConfigLogConfig>,
+    pub ship: Option<crate::logs::options::AwsLogsOptions>,
+}
+
+/// Decides the log plan; a bad awslogs option fails the create, naming the option.
+pub(super) fn log_plan(
+    model: &crate::model::Container,
+    secret_options: &BTreeMap<String, String>,
+    agent_ships: bool,
+) -> Result<LogPlan, String> {
+    let effective = effective_log_config(model, secret_options);
+    let as_docker = |typ: &str, config: BTreeMap<String, String>| {
+        Some(bollard::models::HostConfigLogConfig {
+            typ: Some(typ.to_owned()),
+            config: Some(config.into_iter().collect()),
+        })
+    };
+    match effective {
+        Some((typ, config)) if typ == "awslogs" && agent_ships => {
+            let options = crate::logs::options::AwsLogsOptions::parse(&config).map_err(|e| {
+                format!("CannotCreateContainerError: failed to initialize logging driver: {e}")
+            })?;
+            let (local, local_options) = crate::logs::options::local_log_driver();
+            Ok(LogPlan {
+                docker: as_docker(local, local_options),
+                ship: Some(options),
+            })
+        }
+        Some((typ, config)) if !secret_options.is_empty() => Ok(LogPlan {
+            docker: as_docker(&typ, config),
+            ship: None,
+        }),
+        _ => Ok(LogPlan {
+            docker: None,
+            ship: None,
+        }),
+    }
 }
 
 /// Environment the agent adds to every container of a task.

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::cgroup::{self, CgroupSettings};
-use super::container_inputs::{agent_env, container_secrets, log_config_with, PullAuth};
+use super::container_inputs::{agent_env, container_secrets, log_plan, PullAuth};
 use super::create::{create_body, CreateContext, ResolvedPort};
 use super::docker::DockerRuntime;
 use super::names;
@@ -29,6 +29,10 @@ use crate::credentials;
 use crate::engine::{Binding, Change, Command, Engine, Input, Millis, Outcome, TaskState};
 use crate::images::cleanup::ImageRecords;
 use crate::images::{EcrAuth, EngineAuth};
+use crate::logs::checkpoint::Record;
+use crate::logs::cloudwatch::Destination;
+use crate::logs::options::AwsLogsOptions;
+use crate::logs::shipper::Shipper;
 use crate::model::{Status, Task};
 
 /// How often every known container is re-inspected in steady state.
@@ -102,6 +106,8 @@ pub struct Driver {
     images: Arc<std::sync::Mutex<ImageRecords>>,
     /// Commands that were under way when a restored engine was saved.
     redo: Vec<Command>,
+    /// Ships awslogs containers' logs from the agent (unless Docker's driver is kept).
+    logs: Option<Arc<LogShipping>>,
 }
 
 /// Inputs handled together before the state is saved once.
@@ -148,6 +154,7 @@ impl Driver {
             state: None,
             images: Default::default(),
             redo: Vec::new(),
+            logs: None,
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -196,6 +203,13 @@ impl Driver {
     /// Records pulled and used images in `images` (shared with image cleanup).
     pub fn with_image_records(mut self, images: Arc<std::sync::Mutex<ImageRecords>>) -> Self {
         self.images = images;
+        self
+    }
+
+    /// Ships the logs of awslogs containers from the agent with `shipper` (their Docker log
+    /// driver becomes a local one); `region` when `awslogs-region` is not set.
+    pub fn with_log_shipping(mut self, shipper: Arc<Shipper>, region: String) -> Self {
+        self.logs = Some(Arc::new(LogShipping { shipper, region }));
         self
     }
 
@@ -286,6 +300,15 @@ impl Driver {
             self.dispatch(now, cmd);
         }
         self.publish();
+        if let Some(logs) = &self.logs {
+            let known = tasks
+                .iter()
+                .flat_map(|t| &t.containers)
+                .filter(|c| !c.removed)
+                .filter_map(|c| c.docker_id.clone())
+                .collect();
+            logs.shipper.resume(&known);
+        }
         super::recovery::handle_unknown(
             &self.docker,
             &self.settings.cluster,
@@ -434,7 +457,11 @@ impl Driver {
                 docker_id,
             } => {
                 let docker = self.docker.clone();
+                let logs = self.logs.clone();
                 self.spawn_result(task_arn, container, async move {
+                    if let Some(logs) = logs {
+                        logs.shipper.drain(&docker_id).await;
+                    }
                     let outcome = docker.remove(&docker_id).await;
                     crate::failpoint::hit("removed");
                     outcome
@@ -526,6 +553,7 @@ impl Driver {
         let secrets = self.secrets.clone();
         let execution = self.execution_credentials(&task);
         let images = self.images.clone();
+        let logs = self.logs.clone();
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
             let log_options =
@@ -558,6 +586,10 @@ impl Driver {
                 .zip(model.port_mappings.iter().flatten())
                 .map(|(b, pm)| resolved(b, pm.container_port_range.is_some()))
                 .collect();
+            let plan = match log_plan(model, &log_options, logs.is_some()) {
+                Ok(plan) => plan,
+                Err(reason) => return Outcome::CreateFailed { reason },
+            };
             let ctx = CreateContext {
                 cluster: &settings.cluster,
                 host_ports: &ports,
@@ -566,13 +598,16 @@ impl Driver {
                 cgroup_parent: cgroup_parent.as_deref(),
                 disable_privileged: settings.disable_privileged,
                 extra_env: &env,
-                log_config_override: log_config_with(model, &log_options),
+                log_config_override: plan.docker,
             };
             match create_body(&task, model, &ctx) {
                 Ok(body) => {
                     let outcome = docker.create(&peer_names[&model.name], body).await;
-                    if let Outcome::Created { .. } = outcome {
+                    if let Outcome::Created { docker_id } = &outcome {
                         lock(&images).used(&model.image, now_millis());
+                        if let (Some(logs), Some(options)) = (&logs, plan.ship) {
+                            logs.ship(&task, model, docker_id, options);
+                        }
                     }
                     crate::failpoint::hit("created");
                     outcome
@@ -605,6 +640,51 @@ fn prepare_cgroup(task: &Task, cg: &CgroupSettings) -> Result<String, String> {
     cgroup::create(&cg.root, &parent, &spec)
         .map_err(|e| fail(format!("cannot create {parent}: {e}")))?;
     Ok(parent)
+}
+
+/// The log shipper and the region for containers without `awslogs-region`.
+struct LogShipping {
+    shipper: Arc<Shipper>,
+    region: String,
+}
+
+impl LogShipping {
+    /// Starts shipping a created container's logs.
+    fn ship(
+        &self,
+        task: &Task,
+        model: &crate::model::Container,
+        docker_id: &str,
+        options: AwsLogsOptions,
+    ) {
+        let execution = task
+            .execution_role_credentials
+            .as_ref()
+            .filter(|_| model.logs_auth_strategy.as_deref() == Some("ExecutionRole"))
+            .map(|c| c.credentials_id.clone());
+        let start_pattern = options
+            .start_pattern()
+            .ok()
+            .flatten()
+            .map(|r| r.as_str().to_owned());
+        let record = Record {
+            docker_id: docker_id.to_owned(),
+            destination: Destination {
+                region: options
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| self.region.clone()),
+                endpoint: options.endpoint.clone(),
+                group: options.group.clone(),
+                stream: options.stream_name(&model.name, task.id(), docker_id),
+                create_group: options.create_group,
+                execution_credentials_id: execution,
+            },
+            start_pattern,
+            shipped: None,
+        };
+        self.shipper.ship(record);
+    }
 }
 
 fn lock(images: &std::sync::Mutex<ImageRecords>) -> std::sync::MutexGuard<'_, ImageRecords> {

@@ -79,9 +79,32 @@ pub fn load(dir: &Path) -> Result<Loaded, StateError> {
 /// previous copy, rename, fsync of the directory. A crash at any point leaves either the new
 /// or the old document readable.
 pub fn write(dir: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = stage(dir, FILE, bytes)?;
     let path = dir.join(FILE);
-    let tmp = dir.join(format!(".{FILE}.tmp"));
+    match fs::rename(&path, previous(dir)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&path)(e)),
+    }
+    commit(dir, &tmp, FILE)?;
+    // The version 1 file is superseded once a current document is on disk.
+    match fs::remove_file(dir.join(V1_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces `dir/name` with `bytes` crash-safely (temp file, fsync, rename, directory fsync),
+/// mode 0600. For small files of their own (log checkpoints).
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    let tmp = stage(dir, name, bytes)?;
+    commit(dir, &tmp, name)
+}
+
+/// Writes and syncs the temp file next to `name`.
+fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StateError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -92,18 +115,14 @@ pub fn write(dir: &Path, bytes: &[u8]) -> Result<(), StateError> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(io_err(&tmp))?;
-    match fs::rename(&path, previous(dir)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&path)(e)),
-    }
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    Ok(tmp)
+}
+
+/// Renames the synced temp file over `name` and syncs the directory.
+fn commit(dir: &Path, tmp: &Path, name: &str) -> Result<(), StateError> {
+    let path = dir.join(name);
+    fs::rename(tmp, &path).map_err(io_err(&path))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    // The version 1 file is superseded once a current document is on disk.
-    match fs::remove_file(dir.join(V1_FILE)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(dir)(e)),
-        _ => Ok(()),
-    }
+        .map_err(io_err(dir))
 }

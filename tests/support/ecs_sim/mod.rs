@@ -251,11 +251,14 @@ impl EcsSim {
             .read(|s| s.connections.get(&kind).copied().unwrap_or(0))
     }
 
-    /// Waits until at least `n` connections of `kind` were accepted and one is open.
+    /// Waits until the `n`th connection of `kind` (or a later one) is the open one, so that
+    /// what is sent next goes to it and not to an older connection still closing.
     pub async fn wait_connected(&self, kind: WsKind, n: u64, timeout: Duration) -> bool {
         let find = |s: &state::State| {
-            let count = s.connections.get(&kind).copied().unwrap_or(0);
-            (count >= n && s.open.contains_key(&kind)).then_some(())
+            s.open
+                .get(&kind)
+                .is_some_and(|(session, _)| session.id >= n)
+                .then_some(())
         };
         self.shared.wait_for(find, timeout).await.is_some()
     }

@@ -1,0 +1,153 @@
+//! Where each container's shipping stands, saved after every batch CloudWatch accepted: one
+//! small file per container under `ECS_DATADIR/logs/` (crash-safe writes, mode 0600), holding
+//! the destination and the position of the last line shipped. A restarted agent resumes from
+//! it: no gap, no duplicate.
+//!
+//! A position is the line's Docker timestamp (nanoseconds) plus its index among the lines
+//! that carry exactly that timestamp, so two lines logged in the same nanosecond are told apart.
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::cloudwatch::Destination;
+use crate::state;
+
+/// A line's place in a container's log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    /// Docker's timestamp of the line, Unix nanoseconds.
+    pub nanos: i64,
+    /// Index among the lines with this same timestamp.
+    pub seq: u32,
+}
+
+/// One container's shipping record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub docker_id: String,
+    pub destination: Destination,
+    /// The pattern that starts an event (multiline or datetime format), as a regex.
+    pub start_pattern: Option<String>,
+    /// The last line shipped; `None` before the first batch.
+    pub shipped: Option<Position>,
+}
+
+/// The records on disk (or nowhere, without checkpointing).
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    dir: Option<PathBuf>,
+}
+
+impl Checkpoints {
+    /// Records under `data_dir/logs`, or none when `data_dir` is `None` (`ECS_CHECKPOINT=false`).
+    pub fn new(data_dir: Option<PathBuf>) -> Self {
+        Checkpoints {
+            dir: data_dir.map(|d| d.join("logs")),
+        }
+    }
+
+    fn name(docker_id: &str) -> String {
+        let clean: String = docker_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        format!("{clean}.json")
+    }
+
+    /// Saves a record; a failure is logged (shipping goes on; a restart may then repeat lines).
+    pub fn save(&self, record: &Record) {
+        let Some(dir) = &self.dir else { return };
+        let bytes = serde_json::to_vec(record).unwrap_or_default();
+        if let Err(e) = state::write_file(dir, &Self::name(&record.docker_id), &bytes) {
+            tracing::error!(error = %e, "cannot save a log checkpoint");
+        }
+    }
+
+    /// Every saved record (unreadable files are skipped with a warning).
+    pub fn load_all(&self) -> Vec<Record> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter_map(|p| {
+                let text = fs::read(&p).ok()?;
+                serde_json::from_slice(&text)
+                    .map_err(|e| tracing::warn!(path = %p.display(), error = %e, "unreadable log checkpoint ignored"))
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// The saved record of one container.
+    pub fn load(&self, docker_id: &str) -> Option<Record> {
+        let dir = self.dir.as_ref()?;
+        let bytes = fs::read(dir.join(Self::name(docker_id))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Forgets a container (it was removed).
+    pub fn remove(&self, docker_id: &str) {
+        if let Some(dir) = &self.dir {
+            let _ = fs::remove_file(dir.join(Self::name(docker_id)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, shipped: Option<Position>) -> Record {
+        Record {
+            docker_id: id.into(),
+            destination: Destination {
+                region: "us-west-2".into(),
+                endpoint: None,
+                group: "/ecs/app".into(),
+                stream: "web/app/task".into(),
+                create_group: false,
+                execution_credentials_id: None,
+            },
+            start_pattern: None,
+            shipped,
+        }
+    }
+
+    #[test]
+    fn records_are_saved_replaced_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(Some(dir.path().to_owned()));
+        c.save(&record("abc", None));
+        let at = Position { nanos: 5, seq: 1 };
+        c.save(&record("abc", Some(at)));
+        c.save(&record("def", None));
+        let mut all = c.load_all();
+        all.sort_by(|a, b| a.docker_id.cmp(&b.docker_id));
+        assert_eq!(all, [record("abc", Some(at)), record("def", None)]);
+        c.remove("abc");
+        assert_eq!(c.load_all(), [record("def", None)]);
+    }
+
+    #[test]
+    fn without_checkpointing_nothing_is_written() {
+        let c = Checkpoints::new(None);
+        c.save(&record("abc", None));
+        assert!(c.load_all().is_empty());
+    }
+
+    #[test]
+    fn positions_order_by_time_then_index() {
+        let a = Position { nanos: 10, seq: 3 };
+        assert!(Position { nanos: 10, seq: 4 } > a);
+        assert!(Position { nanos: 11, seq: 0 } > a);
+        assert!(Position { nanos: 9, seq: 9 } < a);
+    }
+}

@@ -1,0 +1,299 @@
+//! The `awslogs` log options of a container (its `LogConfig.Config`, secret options included):
+//! parsed and checked as Docker's awslogs driver checks them (unknown options and bad values are
+//! refused, naming the option), the stream name as ECS builds it, and the pattern that starts a
+//! multiline event. Pure.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Options Docker's awslogs driver accepts (plus ECS's `awslogs-stream-prefix`).
+const KNOWN: &[&str] = &[
+    "awslogs-region",
+    "awslogs-endpoint",
+    "awslogs-group",
+    "awslogs-create-group",
+    "awslogs-stream",
+    "awslogs-stream-prefix",
+    "awslogs-datetime-format",
+    "awslogs-multiline-pattern",
+    "awslogs-credentials-endpoint",
+    "awslogs-force-flush-interval-seconds",
+    "awslogs-max-buffered-events",
+    "awslogs-format",
+    "tag",
+    "mode",
+    "max-buffer-size",
+    "labels",
+    "labels-regex",
+    "env",
+    "env-regex",
+];
+
+/// What a container's awslogs configuration says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsLogsOptions {
+    pub group: String,
+    pub region: Option<String>,
+    pub stream_prefix: Option<String>,
+    /// An explicit `awslogs-stream`.
+    pub stream: Option<String>,
+    pub create_group: bool,
+    pub datetime_format: Option<String>,
+    pub multiline_pattern: Option<String>,
+    pub endpoint: Option<String>,
+    pub credentials_endpoint: Option<String>,
+    /// `blocking` or `non-blocking`: accepted; the agent never blocks the container either way.
+    pub mode: Option<String>,
+    pub max_buffer_size: Option<String>,
+}
+
+/// A bad awslogs configuration, naming the option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("awslogs-group is required")]
+    NoGroup,
+    #[error("unknown log opt '{0}' for awslogs log driver")]
+    Unknown(String),
+    #[error("{option}: {value:?} is not true or false")]
+    NotBool { option: &'static str, value: String },
+    #[error("{option}: {value:?} is not one of blocking, non-blocking")]
+    BadMode { option: &'static str, value: String },
+    #[error("awslogs-datetime-format and awslogs-multiline-pattern cannot both be set")]
+    BothPatterns,
+    #[error("{option}: invalid regular expression: {reason}")]
+    BadPattern {
+        option: &'static str,
+        reason: String,
+    },
+}
+
+impl AwsLogsOptions {
+    pub fn parse(options: &BTreeMap<String, String>) -> Result<Self, OptionsError> {
+        if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(OptionsError::Unknown(unknown.clone()));
+        }
+        let get = |k: &str| options.get(k).filter(|v| !v.is_empty()).cloned();
+        let create_group = match options.get("awslogs-create-group").map(String::as_str) {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(OptionsError::NotBool {
+                    option: "awslogs-create-group",
+                    value: other.to_owned(),
+                })
+            }
+        };
+        let mode = get("mode");
+        if let Some(m) = mode
+            .as_deref()
+            .filter(|m| !matches!(*m, "blocking" | "non-blocking"))
+        {
+            return Err(OptionsError::BadMode {
+                option: "mode",
+                value: m.to_owned(),
+            });
+        }
+        let parsed = AwsLogsOptions {
+            group: get("awslogs-group").ok_or(OptionsError::NoGroup)?,
+            region: get("awslogs-region"),
+            stream_prefix: get("awslogs-stream-prefix"),
+            stream: get("awslogs-stream"),
+            create_group,
+            datetime_format: get("awslogs-datetime-format"),
+            multiline_pattern: get("awslogs-multiline-pattern"),
+            endpoint: get("awslogs-endpoint"),
+            credentials_endpoint: get("awslogs-credentials-endpoint"),
+            mode,
+            max_buffer_size: get("max-buffer-size"),
+        };
+        parsed.start_pattern()?;
+        Ok(parsed)
+    }
+
+    /// ECS's naming: `prefix/container-name/task-id` with `awslogs-stream-prefix`, else an
+    /// explicit `awslogs-stream`, else the Docker container ID.
+    pub fn stream_name(&self, container_name: &str, task_id: &str, docker_id: &str) -> String {
+        match (&self.stream_prefix, &self.stream) {
+            (Some(prefix), _) => format!("{prefix}/{container_name}/{task_id}"),
+            (None, Some(stream)) => stream.clone(),
+            (None, None) => docker_id.to_owned(),
+        }
+    }
+
+    /// The pattern a line must match to start a new event: the multiline pattern as given, or
+    /// the datetime format as a regex anchored at the line start; `None` for one event a line.
+    pub fn start_pattern(&self) -> Result<Option<regex_lite::Regex>, OptionsError> {
+        let (option, source) = match (&self.datetime_format, &self.multiline_pattern) {
+            (Some(_), Some(_)) => return Err(OptionsError::BothPatterns),
+            (Some(f), None) => ("awslogs-datetime-format", format!("^{}", strftime_regex(f))),
+            (None, Some(p)) => ("awslogs-multiline-pattern", p.clone()),
+            (None, None) => return Ok(None),
+        };
+        regex_lite::Regex::new(&source)
+            .map(Some)
+            .map_err(|e| OptionsError::BadPattern {
+                option,
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// A strftime format as a regex, with the codes Docker's awslogs driver understands; other
+/// characters stand for themselves.
+fn strftime_regex(format: &str) -> String {
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push_str(&regex_lite::escape(&c.to_string()));
+            continue;
+        }
+        let code = match chars.next() {
+            Some('b') => r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)",
+            Some('a') => r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)",
+            Some('A') => r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)",
+            Some('B') => {
+                r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+            }
+            Some('d') => r"(?:0[1-9]|[1,2][0-9]|3[0,1])",
+            Some('f') => r"(?:[0-9]{1,6})",
+            Some('H') => r"(?:[0,1][0-9]|2[0-3])",
+            Some('I') => r"(?:0[0-9]|1[0-2])",
+            Some('j') => r"(?:[0,1][0-9][0-9]|2[0-9][0-9]|3[0-5][0-9]|36[0-6])",
+            Some('L') => r"\.(?:[0-9]{3})",
+            Some('m') => r"(?:0[1-9]|1[0-2])",
+            Some('M') => r"(?:[0-5][0-9])",
+            Some('p') => r"(?:[A,P]M)",
+            Some('S') => r"(?:[0-5][0-9])",
+            Some('y') => r"(?:\d{2})",
+            Some('Y') => r"(?:\d{4})",
+            Some('z') => r"(?:[+-][0-9]{4})",
+            Some('Z') => r"(?:[A-Z]{3,4})",
+            Some('%') => "%",
+            Some(other) => {
+                out.push_str(&regex_lite::escape(&format!("%{other}")));
+                continue;
+            }
+            None => "%",
+        };
+        out.push_str(code);
+    }
+    out
+}
+
+/// The log driver a container gets instead of awslogs: Docker's `json-file` with rotation, so
+/// writing never waits on the network and Docker's files hold the backlog.
+pub fn local_log_driver() -> (&'static str, BTreeMap<String, String>) {
+    let options = [("max-size", "10m"), ("max-file", "5")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    ("json-file", options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn streams_are_named_as_ecs_names_them() {
+        let base = [("awslogs-group", "g")];
+        let prefixed =
+            AwsLogsOptions::parse(&opts(&[base[0], ("awslogs-stream-prefix", "web")])).unwrap();
+        assert_eq!(
+            prefixed.stream_name("app", "abc123", "d0c"),
+            "web/app/abc123"
+        );
+        let explicit = AwsLogsOptions::parse(&opts(&[base[0], ("awslogs-stream", "s")])).unwrap();
+        assert_eq!(explicit.stream_name("app", "abc123", "d0c"), "s");
+        let plain = AwsLogsOptions::parse(&opts(&base)).unwrap();
+        assert_eq!(plain.stream_name("app", "abc123", "d0c"), "d0c");
+    }
+
+    #[test]
+    fn bad_options_are_refused_naming_the_option() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "awslogs-group is required"),
+            (
+                &[("awslogs-group", "g"), ("awslogs-foo", "1")],
+                "awslogs-foo",
+            ),
+            (
+                &[("awslogs-group", "g"), ("awslogs-create-group", "maybe")],
+                "awslogs-create-group",
+            ),
+            (&[("awslogs-group", "g"), ("mode", "sometimes")], "mode"),
+            (
+                &[("awslogs-group", "g"), ("awslogs-multiline-pattern", "(")],
+                "awslogs-multiline-pattern",
+            ),
+            (
+                &[
+                    ("awslogs-group", "g"),
+                    ("awslogs-multiline-pattern", "^a"),
+                    ("awslogs-datetime-format", "%Y"),
+                ],
+                "cannot both be set",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let err = AwsLogsOptions::parse(&opts(pairs)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_option_ecs_users_set_is_read() {
+        let o = AwsLogsOptions::parse(&opts(&[
+            ("awslogs-group", "/ecs/app"),
+            ("awslogs-region", "eu-west-1"),
+            ("awslogs-create-group", "true"),
+            ("awslogs-endpoint", "http://127.0.0.1:5000"),
+            ("mode", "non-blocking"),
+            ("max-buffer-size", "25m"),
+            ("awslogs-credentials-endpoint", "/v2/credentials/x"),
+        ]))
+        .unwrap();
+        assert_eq!(o.group, "/ecs/app");
+        assert_eq!(o.region.as_deref(), Some("eu-west-1"));
+        assert!(o.create_group);
+        assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(o.max_buffer_size.as_deref(), Some("25m"));
+        assert_eq!(
+            o.start_pattern().unwrap().map(|r| r.as_str().to_owned()),
+            None
+        );
+    }
+
+    #[test]
+    fn datetime_formats_become_anchored_patterns() {
+        let o = AwsLogsOptions::parse(&opts(&[
+            ("awslogs-group", "g"),
+            ("awslogs-datetime-format", "%Y-%m-%d %H:%M:%S"),
+        ]))
+        .unwrap();
+        let re = o.start_pattern().unwrap().unwrap();
+        assert!(re.is_match("2024-01-02 03:04:05 started"));
+        assert!(!re.is_match("  at 2024-01-02 03:04:05"));
+        assert!(!re.is_match("2024-13-02 03:04:05"));
+        let bracketed = strftime_regex("[%b %d, %Y %H:%M:%S%L]");
+        let re = regex_lite::Regex::new(&format!("^{bracketed}")).unwrap();
+        assert!(re.is_match("[Jan 02, 2024 03:04:05.123] x"));
+    }
+
+    #[test]
+    fn the_local_driver_rotates() {
+        let (driver, options) = local_log_driver();
+        assert_eq!(driver, "json-file");
+        assert_eq!(options["max-size"], "10m");
+        assert_eq!(options["max-file"], "5");
+    }
+}

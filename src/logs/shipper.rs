@@ -1,0 +1,461 @@
+//! Following containers' logs and shipping them: one task per container reads Docker's log
+//! stream (`/containers/{id}/logs` with timestamps, following) from its checkpoint, groups lines
+//! into events (multiline or datetime patterns), splits oversize ones, batches them within
+//! CloudWatch's limits, delivers each batch and saves the checkpoint after CloudWatch accepted
+//! it. Docker keeps the backlog in its own rotating files: the agent reads only as fast as it
+//! ships, so its memory stays bounded whatever the container logs, and the container never
+//! waits on the network.
+//!
+//! A container that stops is followed until task cleanup asks to [`Shipper::drain`] it; one
+//! that starts again (restart policy) is followed again from the checkpoint.
+//!
+//! Known limit: when one line is longer than a CloudWatch event and a crash falls between the
+//! delivery of its pieces, the earlier pieces are sent again after the restart (duplicated,
+//! never lost).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::query_parameters::LogsOptionsBuilder;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::batch::{split_oversize, Batcher, Event};
+use super::checkpoint::{Checkpoints, Position, Record};
+use super::cloudwatch::{CloudWatch, Counters};
+use super::multiline::{Grouper, Line};
+
+/// Longest time a line waits in the agent before it is sent (as Docker's awslogs driver).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+struct Follower {
+    drain: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+/// Ships the logs of every container the agent gave a local log driver instead of awslogs.
+pub struct Shipper {
+    docker: bollard::Docker,
+    cloudwatch: CloudWatch,
+    checkpoints: Checkpoints,
+    followers: Mutex<HashMap<String, Follower>>,
+    counters: Arc<Counters>,
+}
+
+impl Shipper {
+    pub fn new(
+        docker: bollard::Docker,
+        cloudwatch: CloudWatch,
+        checkpoints: Checkpoints,
+    ) -> Arc<Self> {
+        Arc::new(Shipper {
+            docker,
+            cloudwatch,
+            checkpoints,
+            followers: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
+        })
+    }
+
+    /// Delivered, rejected and retried counts, for observers.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Starts following a container (no-op when it is followed already).
+    pub fn ship(self: &Arc<Self>, record: Record) {
+        let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        if followers.contains_key(&record.docker_id) {
+            return;
+        }
+        // Created again after a restart (adopted by name): carry on from the saved position.
+        let mut record = record;
+        if record.shipped.is_none() {
+            record.shipped = self
+                .checkpoints
+                .load(&record.docker_id)
+                .and_then(|r| r.shipped);
+        }
+        let (drain, drain_rx) = watch::channel(false);
+        let (done_tx, done) = watch::channel(false);
+        followers.insert(record.docker_id.clone(), Follower { drain, done });
+        self.checkpoints.save(&record);
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.follow(record, drain_rx).await;
+            let _ = done_tx.send(true);
+        });
+    }
+
+    /// After a restart: follows again every saved container that `known` still has, from its
+    /// checkpoint, and forgets the records of the others.
+    pub fn resume(self: &Arc<Self>, known: &HashSet<String>) {
+        for record in self.checkpoints.load_all() {
+            if known.contains(&record.docker_id) {
+                self.ship(record);
+            } else {
+                self.checkpoints.remove(&record.docker_id);
+            }
+        }
+    }
+
+    /// Returns once everything the (stopped) container logged is shipped; the container may
+    /// then be removed. Its record is forgotten.
+    pub async fn drain(&self, docker_id: &str) {
+        let follower = self
+            .followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(docker_id);
+        if let Some(f) = follower {
+            let _ = f.drain.send(true);
+            let mut done = f.done;
+            while !*done.borrow() {
+                if done.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        self.checkpoints.remove(docker_id);
+    }
+
+    async fn follow(&self, mut record: Record, mut drain: watch::Receiver<bool>) {
+        let pattern = record
+            .start_pattern
+            .as_deref()
+            .and_then(|p| regex_lite::Regex::new(p).ok());
+        let mut pipe = Pipeline::new(Grouper::new(pattern), record.shipped);
+        loop {
+            let draining = *drain.borrow();
+            self.read(&mut record, &mut pipe, !draining).await;
+            self.flush(&mut record, &mut pipe).await;
+            if draining {
+                return;
+            }
+            if !self.wait_for_more(&record.docker_id, &mut drain).await {
+                return;
+            }
+        }
+    }
+
+    /// Reads the container's log from the checkpoint until the stream ends (the container
+    /// stopped, or `follow` is false and the log is read to its end).
+    async fn read(&self, record: &mut Record, pipe: &mut Pipeline, follow: bool) {
+        let since = pipe.last.map_or(0, |p| p.nanos / 1_000_000_000);
+        let options = LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(i32::try_from(since).unwrap_or(0))
+            .build();
+        let mut stream = self.docker.logs(&record.docker_id, Some(options));
+        pipe.stream_prev = None;
+        pipe.partial = None;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let frame = tokio::select! {
+                f = stream.next() => f,
+                _ = sleep_until(deadline) => {
+                    deadline = None;
+                    self.flush(record, pipe).await;
+                    continue;
+                }
+            };
+            let Some(Ok(frame)) = frame else { return };
+            for batch in pipe.frame(frame.as_ref()) {
+                self.ship_batch(record, pipe, batch).await;
+            }
+            if pipe.holds_lines() {
+                deadline.get_or_insert_with(|| Instant::now() + FLUSH_EVERY);
+            } else {
+                deadline = None;
+            }
+        }
+    }
+
+    /// Ships whatever is pending.
+    async fn flush(&self, record: &mut Record, pipe: &mut Pipeline) {
+        for batch in pipe.end_event() {
+            self.ship_batch(record, pipe, batch).await;
+        }
+        let rest = pipe.batcher.take();
+        self.ship_batch(record, pipe, rest).await;
+    }
+
+    async fn ship_batch(&self, record: &mut Record, pipe: &mut Pipeline, batch: Vec<Event>) {
+        if batch.is_empty() {
+            return;
+        }
+        self.cloudwatch
+            .deliver(&record.destination, &batch, &self.counters)
+            .await;
+        let end = pipe.delivered(batch.len());
+        if end.is_some() && end > record.shipped {
+            record.shipped = end;
+            self.checkpoints.save(record);
+        }
+        crate::failpoint::hit("log-shipped");
+    }
+
+    /// After the stream ended: true when the container runs again (read on), false when it is
+    /// gone or a drain was asked for and done here.
+    async fn wait_for_more(&self, docker_id: &str, drain: &mut watch::Receiver<bool>) -> bool {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.docker.inspect_container(docker_id, None).await {
+                Ok(i) if i.state.as_ref().and_then(|s| s.running) == Some(true) => return true,
+                Ok(_) => {}
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return false,
+                Err(_) => {}
+            }
+            tokio::select! {
+                changed = drain.changed() => if changed.is_err() || *drain.borrow() { return true },
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Lines → events → batches, with the log position each pending event ends at.
+struct Pipeline {
+    grouper: Grouper,
+    batcher: Batcher,
+    /// The position of each event in the batcher, in order.
+    positions: VecDeque<Option<Position>>,
+    /// The last line read (lines at or before it are skipped when reading again).
+    last: Option<Position>,
+    /// The last line of the current stream, skipped or not (for the index among lines with
+    /// the same timestamp, which must be counted from the stream itself).
+    stream_prev: Option<Position>,
+    /// The last line given to the grouper, and the end of the last event emitted.
+    grouped_end: Option<Position>,
+    emitted_end: Option<Position>,
+    /// A line Docker split into several frames, waiting for its end.
+    partial: Option<(i64, String)>,
+}
+
+impl Pipeline {
+    fn new(grouper: Grouper, shipped: Option<Position>) -> Self {
+        Pipeline {
+            grouper,
+            batcher: Batcher::default(),
+            positions: VecDeque::new(),
+            last: shipped,
+            stream_prev: None,
+            grouped_end: shipped,
+            emitted_end: shipped,
+            partial: None,
+        }
+    }
+
+    fn holds_lines(&self) -> bool {
+        self.grouper.pending() || !self.batcher.is_empty()
+    }
+
+    /// Takes one frame of Docker's stream; returns the batches that filled up.
+    fn frame(&mut self, bytes: &[u8]) -> Vec<Vec<Event>> {
+        let text = String::from_utf8_lossy(bytes);
+        let Some((stamp, rest)) = text.split_once(' ') else {
+            return Vec::new();
+        };
+        let Some(nanos) = parse_timestamp(stamp) else {
+            return Vec::new();
+        };
+        let (first, mut line) = self.partial.take().unwrap_or((nanos, String::new()));
+        line.push_str(rest);
+        if !line.ends_with('\n') {
+            self.partial = Some((first, line));
+            return Vec::new();
+        }
+        line.pop();
+        let pos = Position {
+            nanos,
+            seq: match self.stream_prev {
+                Some(p) if p.nanos == nanos => p.seq + 1,
+                _ => 0,
+            },
+        };
+        self.stream_prev = Some(pos);
+        if self.last.is_some_and(|l| pos <= l) {
+            return Vec::new();
+        }
+        self.last = Some(pos);
+        let before = self.grouped_end;
+        self.grouped_end = Some(pos);
+        let completed = self.grouper.push(Line {
+            timestamp_ms: first / 1_000_000,
+            text: line,
+        });
+        let end = if self.grouper.pending() {
+            before
+        } else {
+            Some(pos)
+        };
+        completed.map_or_else(Vec::new, |event| self.emit(event, end))
+    }
+
+    /// Ends the event being grouped (end of stream or flush timer).
+    fn end_event(&mut self) -> Vec<Vec<Event>> {
+        match self.grouper.flush() {
+            Some(event) => {
+                let end = self.grouped_end;
+                self.emit(event, end)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Splits an event into CloudWatch-sized pieces and batches them; earlier pieces carry
+    /// the previous event's end, so a crash between pieces repeats rather than loses.
+    fn emit(&mut self, event: Event, end: Option<Position>) -> Vec<Vec<Event>> {
+        let pieces = split_oversize(&event.message);
+        let count = pieces.len();
+        let mut full = Vec::new();
+        for (i, message) in pieces.into_iter().enumerate() {
+            let at = if i + 1 == count {
+                end
+            } else {
+                self.emitted_end
+            };
+            let piece = Event {
+                timestamp_ms: event.timestamp_ms,
+                message,
+            };
+            if let Some(batch) = self.batcher.push(piece) {
+                full.push(batch);
+            }
+            self.positions.push_back(at);
+        }
+        self.emitted_end = end;
+        full
+    }
+
+    /// `n` events (the oldest pending) were delivered: the position they end at.
+    fn delivered(&mut self, n: usize) -> Option<Position> {
+        let mut end = None;
+        for _ in 0..n {
+            end = self.positions.pop_front().flatten().or(end);
+        }
+        end
+    }
+}
+
+/// Docker's RFC 3339 timestamp with nanoseconds (`2026-11-26T18:00:00.123456789Z`) as Unix
+/// nanoseconds.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    let digits: String = frac.chars().take(9).collect();
+    let nanos = format!("{digits:0<9}").parse::<i64>().ok()?;
+    let days = days_from_civil(y, m, day);
+    Some(((days * 24 + h) * 60 + mi) * 60 * 1_000_000_000 + sec * 1_000_000_000 + nanos)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(stamp: &str, text: &str) -> Vec<u8> {
+        format!("{stamp} {text}").into_bytes()
+    }
+
+    fn messages(batches: Vec<Vec<Event>>, pipe: &mut Pipeline) -> Vec<String> {
+        let mut out: Vec<String> = batches.into_iter().flatten().map(|e| e.message).collect();
+        for batch in pipe.end_event() {
+            out.extend(batch.into_iter().map(|e| e.message));
+        }
+        out.extend(pipe.batcher.take().into_iter().map(|e| e.message));
+        out
+    }
+
+    #[test]
+    fn docker_timestamps_parse_to_unix_nanoseconds() {
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:01.5Z"),
+            Some(1_500_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2026-11-26T18:00:00.123456789Z"),
+            Some(1_795_716_000_123_456_789)
+        );
+        assert_eq!(parse_timestamp("2026-11-26 18:00:00Z"), None);
+    }
+
+    #[test]
+    fn lines_up_to_the_checkpoint_are_skipped_even_with_equal_timestamps() {
+        let t = "2026-11-26T18:00:00.000000001Z";
+        let nanos = parse_timestamp(t).unwrap();
+        // Three lines share one timestamp; the first two were shipped before a restart.
+        let shipped = Some(Position { nanos, seq: 1 });
+        let mut pipe = Pipeline::new(Grouper::new(None), shipped);
+        let mut batches = Vec::new();
+        for text in ["a\n", "b\n", "c\n", "d\n"] {
+            batches.extend(pipe.frame(&frame(t, text)));
+        }
+        assert_eq!(messages(batches, &mut pipe), ["c", "d"]);
+    }
+
+    #[test]
+    fn a_line_docker_split_into_frames_is_one_line() {
+        let mut pipe = Pipeline::new(Grouper::new(None), None);
+        let mut batches = pipe.frame(&frame("2026-11-26T18:00:00.1Z", "abc"));
+        batches.extend(pipe.frame(&frame("2026-11-26T18:00:00.2Z", "def\n")));
+        assert_eq!(messages(batches, &mut pipe), ["abcdef"]);
+        assert_eq!(
+            pipe.last.map(|p| p.nanos),
+            parse_timestamp("2026-11-26T18:00:00.2Z"),
+            "the line ends at its last frame"
+        );
+    }
+
+    #[test]
+    fn a_delivered_batch_ends_at_its_last_complete_event() {
+        let re = regex_lite::Regex::new("^S").unwrap();
+        let mut pipe = Pipeline::new(Grouper::new(Some(re)), None);
+        let stamps = [
+            "2026-11-26T18:00:01Z",
+            "2026-11-26T18:00:02Z",
+            "2026-11-26T18:00:03Z",
+        ];
+        for (stamp, text) in stamps.iter().zip(["S1\n", "more\n", "S2\n"]) {
+            assert!(pipe.frame(&frame(stamp, text)).is_empty());
+        }
+        // "S1\nmore" is batched; "S2" is still being grouped.
+        assert_eq!(pipe.batcher.len(), 1);
+        let end = pipe.delivered(1).unwrap();
+        assert_eq!(
+            Some(end.nanos),
+            parse_timestamp(stamps[1]),
+            "ends at `more`, not at S2"
+        );
+    }
+}
