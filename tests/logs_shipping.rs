@@ -174,7 +174,7 @@ async fn every_line_arrives_once_in_order_across_a_sigkill_of_the_agent() {
     drop(agent);
     let agent = stand.agent(&[]).await;
     let stream = "web/app/logs1";
-    let got = wait_messages(&stand.group, stream, 100_000, &agent).await;
+    wait_messages(&stand.group, stream, 100_000, &agent).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let got = messages(&logs_client().await, &stand.group, stream).await;
     let want = numbered(100_000);
