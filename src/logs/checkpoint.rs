@@ -57,10 +57,12 @@ impl Checkpoints {
     }
 
     /// Saves a record; a failure is logged (shipping goes on; a restart may then repeat lines).
+    /// The write is atomic but not synced to disk: an agent crash keeps it, a power cut may
+    /// bring back an older position (lines are then sent again, never lost).
     pub fn save(&self, record: &Record) {
         let Some(dir) = &self.dir else { return };
         let bytes = serde_json::to_vec(record).unwrap_or_default();
-        if let Err(e) = state::write_file(dir, &Self::name(&record.docker_id), &bytes) {
+        if let Err(e) = state::replace_file(dir, &Self::name(&record.docker_id), &bytes) {
             tracing::error!(error = %e, "cannot save a log checkpoint");
         }
     }

@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod cloudwatch;
+pub mod jsonfile;
 pub mod multiline;
 pub mod options;
 pub mod shipper;

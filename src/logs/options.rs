@@ -182,10 +182,11 @@ fn strftime_regex(format: &str) -> String {
     out
 }
 
-/// The log driver a container gets instead of awslogs: Docker's `json-file` with rotation, so
-/// writing never waits on the network and Docker's files hold the backlog.
+/// The log driver a container gets instead of awslogs: Docker's `json-file` with rotation
+/// (5 files of 25 MB), so writing never waits on the network and Docker's files hold the
+/// backlog — about 125 MB of log files a container while CloudWatch is out of reach.
 pub fn local_log_driver() -> (&'static str, BTreeMap<String, String>) {
-    let options = [("max-size", "10m"), ("max-file", "5")]
+    let options = [("max-size", "25m"), ("max-file", "5")]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
@@ -293,7 +294,7 @@ mod tests {
     fn the_local_driver_rotates() {
         let (driver, options) = local_log_driver();
         assert_eq!(driver, "json-file");
-        assert_eq!(options["max-size"], "10m");
+        assert_eq!(options["max-size"], "25m");
         assert_eq!(options["max-file"], "5");
     }
 }

@@ -19,16 +19,19 @@ use std::time::Duration;
 
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::batch::{split_oversize, Batcher, Event};
 use super::checkpoint::{Checkpoints, Position, Record};
 use super::cloudwatch::{CloudWatch, Counters};
+use super::jsonfile::JsonLog;
 use super::multiline::{Grouper, Line};
 
 /// Longest time a line waits in the agent before it is sent (as Docker's awslogs driver).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// How much of a log file one blocking read takes at most.
+const READ_CHUNK: usize = 4 << 20;
 
 struct Follower {
     drain: watch::Sender<bool>,
@@ -121,28 +124,48 @@ impl Shipper {
         self.checkpoints.remove(docker_id);
     }
 
-    async fn follow(&self, mut record: Record, mut drain: watch::Receiver<bool>) {
+    async fn follow(&self, record: Record, mut drain: watch::Receiver<bool>) {
         let pattern = record
             .start_pattern
             .as_deref()
             .and_then(|p| regex_lite::Regex::new(p).ok());
         let mut pipe = Pipeline::new(Grouper::new(pattern), record.shipped);
+        // Delivery runs beside reading, a batch or two behind, so reading never waits for a
+        // round trip to CloudWatch unless two batches are already waiting.
+        let (out, batches) = mpsc::channel(2);
+        let delivery = tokio::spawn(deliver_in_order(
+            self.cloudwatch.clone(),
+            self.checkpoints.clone(),
+            self.counters.clone(),
+            record.clone(),
+            batches,
+        ));
+        let mut file = None;
         loop {
             let draining = *drain.borrow();
-            self.read(&mut record, &mut pipe, !draining).await;
-            self.flush(&mut record, &mut pipe).await;
-            if draining {
-                return;
+            if file.is_none() {
+                // Docker names the log file when the container starts.
+                file = self.json_log(&record.docker_id).await;
             }
-            if !self.wait_for_more(&record.docker_id, &mut drain).await {
-                return;
+            if file.is_some() {
+                self.read_file(&record.docker_id, &mut file, &mut pipe, &out, !draining)
+                    .await;
+            } else {
+                self.read(&record.docker_id, &mut pipe, &out, !draining)
+                    .await;
+            }
+            flush(&mut pipe, &out).await;
+            if draining || !self.wait_for_more(&record.docker_id, &mut drain).await {
+                break;
             }
         }
+        drop(out);
+        let _ = delivery.await;
     }
 
-    /// Reads the container's log from the checkpoint until the stream ends (the container
-    /// stopped, or `follow` is false and the log is read to its end).
-    async fn read(&self, record: &mut Record, pipe: &mut Pipeline, follow: bool) {
+    /// Reads the container's log from the last line read until the stream ends (the
+    /// container stopped, or `follow` is false and the log is read to its end).
+    async fn read(&self, docker_id: &str, pipe: &mut Pipeline, out: &Batches, follow: bool) {
         let since = pipe.last.map_or(0, |p| p.nanos / 1_000_000_000);
         let options = LogsOptionsBuilder::default()
             .follow(follow)
@@ -151,7 +174,7 @@ impl Shipper {
             .timestamps(true)
             .since(i32::try_from(since).unwrap_or(0))
             .build();
-        let mut stream = self.docker.logs(&record.docker_id, Some(options));
+        let mut stream = self.docker.logs(docker_id, Some(options));
         pipe.stream_prev = None;
         pipe.partial = None;
         let mut deadline: Option<Instant> = None;
@@ -160,13 +183,13 @@ impl Shipper {
                 f = stream.next() => f,
                 _ = sleep_until(deadline) => {
                     deadline = None;
-                    self.flush(record, pipe).await;
+                    flush(pipe, out).await;
                     continue;
                 }
             };
             let Some(Ok(frame)) = frame else { return };
             for batch in pipe.frame(frame.as_ref()) {
-                self.ship_batch(record, pipe, batch).await;
+                send(pipe, out, batch).await;
             }
             if pipe.holds_lines() {
                 deadline.get_or_insert_with(|| Instant::now() + FLUSH_EVERY);
@@ -176,28 +199,89 @@ impl Shipper {
         }
     }
 
-    /// Ships whatever is pending.
-    async fn flush(&self, record: &mut Record, pipe: &mut Pipeline) {
-        for batch in pipe.end_event() {
-            self.ship_batch(record, pipe, batch).await;
+    /// The container's json-file log, when the agent can read Docker's files (it runs on the
+    /// host); otherwise shipping goes through Docker's log API.
+    async fn json_log(&self, docker_id: &str) -> Option<JsonLog> {
+        let inspect = self.docker.inspect_container(docker_id, None).await.ok()?;
+        let path = inspect.log_path.filter(|p| !p.is_empty())?;
+        tracing::debug!(docker_id, path = %path, "following the container log file");
+        match std::fs::metadata(&path) {
+            Ok(_) => Some(JsonLog::new(path.into())),
+            Err(e) => {
+                tracing::info!(path = %path, error = %e, "container log file not readable; following it through the Docker API");
+                None
+            }
         }
-        let rest = pipe.batcher.take();
-        self.ship_batch(record, pipe, rest).await;
     }
 
-    async fn ship_batch(&self, record: &mut Record, pipe: &mut Pipeline, batch: Vec<Event>) {
-        if batch.is_empty() {
-            return;
-        }
-        self.cloudwatch
-            .deliver(&record.destination, &batch, &self.counters)
+    /// Reads the json-file log until its end; following, until the end once the container
+    /// stopped. A read error leaves `file` empty: shipping goes on through the Docker API.
+    async fn read_file(
+        &self,
+        docker_id: &str,
+        file: &mut Option<JsonLog>,
+        pipe: &mut Pipeline,
+        out: &Batches,
+        mut follow: bool,
+    ) {
+        let mut deadline: Option<Instant> = None;
+        let mut checked = Instant::now();
+        loop {
+            let Some(mut log) = file.take() else { return };
+            let read = tokio::task::spawn_blocking(move || {
+                let r = log.read(READ_CHUNK);
+                (log, r)
+            })
             .await;
-        let end = pipe.delivered(batch.len());
-        if end.is_some() && end > record.shipped {
-            record.shipped = end;
-            self.checkpoints.save(record);
+            let entries = match read {
+                Ok((log, Ok(entries))) => {
+                    *file = Some(log);
+                    entries
+                }
+                Ok((_, Err(e))) => {
+                    tracing::warn!(docker_id, error = %e, "cannot read the container log file; following it through the Docker API");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if entries.is_empty() {
+                if deadline.is_some_and(|d| d <= Instant::now()) {
+                    deadline = None;
+                    flush(pipe, out).await;
+                }
+                if !follow {
+                    return;
+                }
+                if checked.elapsed() > Duration::from_millis(500) {
+                    checked = Instant::now();
+                    // Stopped: what it wrote is in the file; one more pass reads to the end.
+                    follow = self.running(docker_id).await;
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            for e in entries {
+                let Some(nanos) = parse_timestamp(&e.time) else {
+                    continue;
+                };
+                for batch in pipe.entry(nanos, &e.log) {
+                    send(pipe, out, batch).await;
+                }
+            }
+            if pipe.holds_lines() {
+                deadline.get_or_insert_with(|| Instant::now() + FLUSH_EVERY);
+            } else {
+                deadline = None;
+            }
         }
-        crate::failpoint::hit("log-shipped");
+    }
+
+    async fn running(&self, docker_id: &str) -> bool {
+        match self.docker.inspect_container(docker_id, None).await {
+            Ok(i) => i.state.and_then(|s| s.running) == Some(true),
+            Err(_) => false,
+        }
     }
 
     /// After the stream ended: true when the container runs again (read on), false when it is
@@ -219,6 +303,47 @@ impl Shipper {
             }
             wait = (wait * 2).min(Duration::from_secs(2));
         }
+    }
+}
+
+/// Batches on their way to delivery, each with the log position it ends at.
+type Batches = mpsc::Sender<(Vec<Event>, Option<Position>)>;
+
+/// Hands a full batch to delivery.
+async fn send(pipe: &mut Pipeline, out: &Batches, batch: Vec<Event>) {
+    if batch.is_empty() {
+        return;
+    }
+    let end = pipe.delivered(batch.len());
+    let _ = out.send((batch, end)).await;
+}
+
+/// Hands whatever is pending to delivery.
+async fn flush(pipe: &mut Pipeline, out: &Batches) {
+    for batch in pipe.end_event() {
+        send(pipe, out, batch).await;
+    }
+    let rest = pipe.batcher.take();
+    send(pipe, out, rest).await;
+}
+
+/// Delivers batches in order, saving the checkpoint after each one CloudWatch accepted.
+async fn deliver_in_order(
+    cloudwatch: CloudWatch,
+    checkpoints: Checkpoints,
+    counters: Arc<Counters>,
+    mut record: Record,
+    mut batches: mpsc::Receiver<(Vec<Event>, Option<Position>)>,
+) {
+    while let Some((batch, end)) = batches.recv().await {
+        cloudwatch
+            .deliver(&record.destination, &batch, &counters)
+            .await;
+        if end.is_some() && end > record.shipped {
+            record.shipped = end;
+            checkpoints.save(&record);
+        }
+        crate::failpoint::hit("log-shipped");
     }
 }
 
@@ -264,9 +389,15 @@ impl Pipeline {
         let Some((stamp, rest)) = text.split_once(' ') else {
             return Vec::new();
         };
-        let Some(nanos) = parse_timestamp(stamp) else {
-            return Vec::new();
-        };
+        match parse_timestamp(stamp) {
+            Some(nanos) => self.entry(nanos, rest),
+            None => Vec::new(),
+        }
+    }
+
+    /// Takes one piece of a line with Docker's timestamp (a line ends with a newline; a long
+    /// one comes in several pieces); returns the batches that filled up.
+    fn entry(&mut self, nanos: i64, rest: &str) -> Vec<Vec<Event>> {
         let (first, mut line) = self.partial.take().unwrap_or((nanos, String::new()));
         line.push_str(rest);
         if !line.ends_with('\n') {

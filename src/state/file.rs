@@ -101,6 +101,25 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError
     commit(dir, &tmp, name)
 }
 
+/// Replaces `dir/name` with `bytes` atomically (temp file, rename) without waiting for the
+/// disk: survives a crash of the process (the page cache keeps it), not necessarily a power
+/// cut, where the previous content (or none) may come back. For records that are rewritten
+/// many times a second, where an fsync under heavy disk writes would stall for long.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))
+}
+
 /// Writes and syncs the temp file next to `name`.
 fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StateError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;

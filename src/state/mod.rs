@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::TaskState;
 use crate::images::cleanup::ImageRecords;
-pub use file::{load, write, write_file, Loaded};
+pub use file::{load, replace_file, write, write_file, Loaded};
 
 /// Schema version of the state document.
 pub const VERSION: u32 = 2;

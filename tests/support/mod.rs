@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod aws;
+pub mod cwl_sink;
 pub mod ecs_sim;
 pub mod env;
 pub mod http;
