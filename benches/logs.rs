@@ -246,8 +246,8 @@ fn task(stand: &Stand, n: u32, script: &str) -> Value {
     })
 }
 
-/// Runs the script as an awslogs task of the agent; waits for every line at the sink.
-async fn agent_run(stand: &Stand, n: u32, script: &str) -> Result<Run> {
+/// Runs the script as awslogs task `n` of the agent and waits for its STOPPED report.
+async fn run_until_stopped(stand: &Stand, n: u32, script: &str) -> Result<Value> {
     let t = task(stand, n, script);
     stand
         .sim
@@ -263,8 +263,14 @@ async fn agent_run(stand: &Stand, n: u32, script: &str) -> Result<Run> {
         .sim
         .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "STOPPED", WAIT)
         .await
-        .with_context(|| format!("the task did not stop:\n{}", stand.agent.log()))?;
-    let id = stopped.body["containers"][0]["runtimeId"]
+        .with_context(|| format!("task {n} did not stop:\n{}", stand.agent.log()))?;
+    Ok(stopped.body)
+}
+
+/// Runs the script as an awslogs task of the agent; waits for every line at the sink.
+async fn agent_run(stand: &Stand, n: u32, script: &str) -> Result<Run> {
+    let stopped = run_until_stopped(stand, n, script).await?;
+    let id = stopped["containers"][0]["runtimeId"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -289,17 +295,7 @@ async fn agent_run(stand: &Stand, n: u32, script: &str) -> Result<Run> {
 /// writes, then accepts; the rate is measured from the first to the last accepted batch.
 async fn agent_backlog(stand: &Stand) -> Result<(u64, f64, f64)> {
     stand.sink.set_accepting(false);
-    let t = task(stand, 3, &full_speed_script());
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "bench-backlog", 3, vec![t.clone()]))
-        .map_err(anyhow::Error::msg)?;
-    let arn = t["arn"].clone();
-    stand
-        .sim
-        .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "STOPPED", WAIT)
-        .await
-        .context("the backlog task did not stop")?;
+    run_until_stopped(stand, 3, &full_speed_script()).await?;
     stand.sink.set_accepting(true);
     let (delivered, _) = wait_settled(&stand.sink, "bench/app/b3", LINES).await;
     let count = stand.sink.stream("bench/app/b3");
@@ -319,17 +315,7 @@ async fn agent_rate(stand: &Stand) -> Result<(f64, u64, (u64, u64))> {
     let pid = stand.agent.child.id();
     let before = proc_sample(pid)?;
     let began = Instant::now();
-    let t = task(stand, 2, &rate_script());
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "bench-rate", 2, vec![t.clone()]))
-        .map_err(anyhow::Error::msg)?;
-    let arn = t["arn"].clone();
-    stand
-        .sim
-        .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "STOPPED", WAIT)
-        .await
-        .context("the rate task did not stop")?;
+    run_until_stopped(stand, 2, &rate_script()).await?;
     let lines = RATE_SECONDS * 100 * 200;
     let (delivered, _) = wait_settled(&stand.sink, "bench/app/b2", lines).await;
     let after = proc_sample(pid)?;
