@@ -499,9 +499,23 @@ async fn a_restart_adopts_the_running_task_and_its_credentials_wait_for_acs() {
         .acs_send(payload(&stand.sim, "adopt-2", 2, vec![stopped(&task)]))
         .unwrap();
     let done = report(&stand, &task, "STOPPED", &agent).await;
+    let ids = |r: &Value| -> BTreeMap<String, Value> {
+        r["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["containerName"].as_str().unwrap_or_default().to_owned(),
+                    c["runtimeId"].clone(),
+                )
+            })
+            .collect()
+    };
     assert_eq!(
-        done["containers"][0]["runtimeId"], running["containers"][0]["runtimeId"],
-        "the same container was stopped"
+        ids(&done),
+        ids(&running),
+        "the same containers were stopped"
     );
 }
 
