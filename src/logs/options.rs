@@ -75,14 +75,11 @@ impl AwsLogsOptions {
         }
         let get = |k: &str| options.get(k).filter(|v| !v.is_empty()).cloned();
         let create_group = match options.get("awslogs-create-group").map(String::as_str) {
-            None | Some("") | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(OptionsError::NotBool {
-                    option: "awslogs-create-group",
-                    value: other.to_owned(),
-                })
-            }
+            None | Some("") => false,
+            Some(value) => parse_go_bool(value).ok_or_else(|| OptionsError::NotBool {
+                option: "awslogs-create-group",
+                value: value.to_owned(),
+            })?,
         };
         let mode = get("mode");
         if let Some(m) = mode
@@ -136,6 +133,16 @@ impl AwsLogsOptions {
                 option,
                 reason: e.to_string(),
             })
+    }
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it, which is how Docker reads
+/// `awslogs-create-group` (task definitions written for Docker say `True` or `1` too).
+fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -272,6 +279,44 @@ mod tests {
             o.start_pattern().unwrap().map(|r| r.as_str().to_owned()),
             None
         );
+    }
+
+    #[test]
+    fn create_group_accepts_the_booleans_docker_accepts() {
+        let cases = [
+            ("true", true),
+            ("True", true),
+            ("TRUE", true),
+            ("1", true),
+            ("t", true),
+            ("false", false),
+            ("False", false),
+            ("0", false),
+            ("f", false),
+            ("", false),
+        ];
+        for (value, expected) in cases {
+            let o = AwsLogsOptions::parse(&opts(&[
+                ("awslogs-group", "g"),
+                ("awslogs-create-group", value),
+            ]))
+            .unwrap();
+            assert_eq!(o.create_group, expected, "{value:?}");
+        }
+        for refused in ["yes", "maybe", "tRuE", " true"] {
+            let err = AwsLogsOptions::parse(&opts(&[
+                ("awslogs-group", "g"),
+                ("awslogs-create-group", refused),
+            ]))
+            .unwrap_err();
+            assert_eq!(
+                err,
+                OptionsError::NotBool {
+                    option: "awslogs-create-group",
+                    value: refused.to_owned()
+                }
+            );
+        }
     }
 
     #[test]
