@@ -59,6 +59,8 @@ pub enum OptionsError {
     NotBool { option: &'static str, value: String },
     #[error("{option}: {value:?} is not one of blocking, non-blocking")]
     BadMode { option: &'static str, value: String },
+    #[error("{option}: {value:?} is not a positive integer")]
+    NotPositive { option: &'static str, value: String },
     #[error("awslogs-datetime-format and awslogs-multiline-pattern cannot both be set")]
     BothPatterns,
     #[error("{option}: invalid regular expression: {reason}")]
@@ -90,6 +92,12 @@ impl AwsLogsOptions {
                 option: "mode",
                 value: m.to_owned(),
             });
+        }
+        for option in [
+            "awslogs-force-flush-interval-seconds",
+            "awslogs-max-buffered-events",
+        ] {
+            check_positive(option, options.get(option))?;
         }
         let parsed = AwsLogsOptions {
             group: get("awslogs-group").ok_or(OptionsError::NoGroup)?,
@@ -135,6 +143,19 @@ impl AwsLogsOptions {
                 option,
                 reason: e.to_string(),
             })
+    }
+}
+
+/// Docker refuses a numeric option that is not a positive integer, though the agent does not
+/// use these two (it flushes and buffers on its own terms).
+fn check_positive(option: &'static str, value: Option<&String>) -> Result<(), OptionsError> {
+    match value.map(String::as_str) {
+        None | Some("") => Ok(()),
+        Some(v) if v.parse::<i64>().is_ok_and(|n| n > 0) => Ok(()),
+        Some(v) => Err(OptionsError::NotPositive {
+            option,
+            value: v.to_owned(),
+        }),
     }
 }
 
@@ -246,6 +267,20 @@ mod tests {
             ),
             (&[("awslogs-group", "g"), ("mode", "sometimes")], "mode"),
             (
+                &[
+                    ("awslogs-group", "g"),
+                    ("awslogs-force-flush-interval-seconds", "0"),
+                ],
+                "awslogs-force-flush-interval-seconds: \"0\" is not a positive integer",
+            ),
+            (
+                &[
+                    ("awslogs-group", "g"),
+                    ("awslogs-max-buffered-events", "ten"),
+                ],
+                "awslogs-max-buffered-events",
+            ),
+            (
                 &[("awslogs-group", "g"), ("awslogs-multiline-pattern", "(")],
                 "awslogs-multiline-pattern",
             ),
@@ -274,6 +309,12 @@ mod tests {
             ("mode", "non-blocking"),
             ("max-buffer-size", "25m"),
             ("awslogs-credentials-endpoint", "/v2/credentials/x"),
+            ("awslogs-force-flush-interval-seconds", "5"),
+            ("awslogs-max-buffered-events", "1000"),
+            ("tag", "{{.Name}}"),
+            ("labels", "a,b"),
+            ("env", "A"),
+            ("env-regex", "^A"),
         ]))
         .unwrap();
         assert_eq!(o.group, "/ecs/app");
