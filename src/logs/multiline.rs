@@ -1,8 +1,9 @@
 //! Grouping lines into log events: one event a line, or, with a start pattern (multiline or
 //! datetime format), a line matching the pattern starts a new event and the lines after it are
-//! appended to it, as Docker's awslogs driver groups them. Pure.
+//! appended to it, as Docker's awslogs driver groups them; a line that would take an event
+//! past [`MAX_EVENT_BYTES`] starts the next one. Pure.
 
-use super::batch::Event;
+use super::batch::{Event, MAX_EVENT_BYTES};
 
 /// One line read from Docker's log stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,25 +28,28 @@ impl Grouper {
 
     /// Takes a line; returns the event it completes, if any. Without a pattern that is the
     /// line's own event (nothing stays pending); with one, it is the previous event when this
-    /// line starts a new one.
+    /// line starts a new one: it matches the pattern, or, as in Docker's driver, joining it
+    /// would take the event past [`MAX_EVENT_BYTES`] (so an event never grows without bound
+    /// when the pattern stops matching).
     pub fn push(&mut self, line: Line) -> Option<Event> {
-        let Some(pattern) = &self.pattern else {
-            return Some(Event {
-                timestamp_ms: line.timestamp_ms,
-                message: line.text,
-            });
+        let event = Event {
+            timestamp_ms: line.timestamp_ms,
+            message: line.text,
         };
-        if pattern.is_match(&line.text) || self.pending.is_none() {
-            return self.pending.replace(Event {
-                timestamp_ms: line.timestamp_ms,
-                message: line.text,
-            });
+        let Some(pattern) = &self.pattern else {
+            return Some(event);
+        };
+        match &mut self.pending {
+            Some(pending)
+                if !pattern.is_match(&event.message)
+                    && pending.message.len() + 1 + event.message.len() <= MAX_EVENT_BYTES =>
+            {
+                pending.message.push('\n');
+                pending.message.push_str(&event.message);
+                None
+            }
+            _ => self.pending.replace(event),
         }
-        if let Some(event) = &mut self.pending {
-            event.message.push('\n');
-            event.message.push_str(&line.text);
-        }
-        None
     }
 
     /// The event being grouped (at the end of the stream or when the flush timer fires).
@@ -60,6 +64,8 @@ impl Grouper {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn line(t: i64, text: &str) -> Line {
@@ -97,8 +103,59 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_would_overfill_the_event_starts_the_next_one() {
+        let half = "c".repeat(MAX_EVENT_BYTES / 2);
+        // "START" + '\n' + half + '\n' + half is 7 bytes over the limit.
+        let rest = "c".repeat(MAX_EVENT_BYTES - 1 - "START".len() - 1 - half.len());
+        let got = run(Some("^START"), &["START", &half, &half, "START"]);
+        assert_eq!(
+            got,
+            [
+                (0, format!("START\n{half}")),
+                (2, half.clone()),
+                (3, "START".into())
+            ]
+        );
+        // Exactly at the limit the line still joins.
+        let got = run(Some("^START"), &["START", &half, &rest]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.len(), MAX_EVENT_BYTES);
+    }
+
+    #[test]
+    fn an_oversize_line_is_an_event_of_its_own_for_the_splitter() {
+        let big = "b".repeat(MAX_EVENT_BYTES + 10);
+        let got = run(Some("^START"), &["START", &big, "tail"]);
+        assert_eq!(
+            got,
+            [(0, "START".into()), (1, big.clone()), (2, "tail".into())]
+        );
+    }
+
+    #[test]
     fn lines_before_the_first_match_are_an_event_of_their_own() {
         let got = run(Some("^START"), &["orphan", "tail", "START x"]);
         assert_eq!(got, [(0, "orphan\ntail".into()), (2, "START x".into())]);
+    }
+
+    proptest! {
+        #[test]
+        fn grouping_keeps_every_line_in_order(
+            lines in proptest::collection::vec("(S|x)[a-z ]{0,8}", 0..40),
+            with_pattern: bool,
+        ) {
+            let pattern = with_pattern.then_some("^S");
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let events = run(pattern, &refs);
+            let rejoined: Vec<String> = events
+                .iter()
+                .flat_map(|(_, m)| m.split('\n').map(str::to_owned))
+                .collect();
+            prop_assert_eq!(rejoined, lines.clone());
+            for (t, message) in &events {
+                let first = usize::try_from(*t).unwrap();
+                prop_assert!(message.starts_with(lines[first].as_str()), "an event's time is its first line's");
+            }
+        }
     }
 }

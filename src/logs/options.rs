@@ -59,6 +59,8 @@ pub enum OptionsError {
     NotBool { option: &'static str, value: String },
     #[error("{option}: {value:?} is not one of blocking, non-blocking")]
     BadMode { option: &'static str, value: String },
+    #[error("{option}: {value:?} is not a positive integer")]
+    NotPositive { option: &'static str, value: String },
     #[error("awslogs-datetime-format and awslogs-multiline-pattern cannot both be set")]
     BothPatterns,
     #[error("{option}: invalid regular expression: {reason}")]
@@ -75,14 +77,11 @@ impl AwsLogsOptions {
         }
         let get = |k: &str| options.get(k).filter(|v| !v.is_empty()).cloned();
         let create_group = match options.get("awslogs-create-group").map(String::as_str) {
-            None | Some("") | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(OptionsError::NotBool {
-                    option: "awslogs-create-group",
-                    value: other.to_owned(),
-                })
-            }
+            None | Some("") => false,
+            Some(value) => parse_go_bool(value).ok_or_else(|| OptionsError::NotBool {
+                option: "awslogs-create-group",
+                value: value.to_owned(),
+            })?,
         };
         let mode = get("mode");
         if let Some(m) = mode
@@ -93,6 +92,12 @@ impl AwsLogsOptions {
                 option: "mode",
                 value: m.to_owned(),
             });
+        }
+        for option in [
+            "awslogs-force-flush-interval-seconds",
+            "awslogs-max-buffered-events",
+        ] {
+            check_positive(option, options.get(option))?;
         }
         let parsed = AwsLogsOptions {
             group: get("awslogs-group").ok_or(OptionsError::NoGroup)?,
@@ -122,7 +127,9 @@ impl AwsLogsOptions {
     }
 
     /// The pattern a line must match to start a new event: the multiline pattern as given, or
-    /// the datetime format as a regex anchored at the line start; `None` for one event a line.
+    /// the datetime format as a regex anchored at the line start (Docker's driver does not
+    /// anchor it, so a timestamp inside a continuation line starts an event there but not
+    /// here); `None` for one event a line.
     pub fn start_pattern(&self) -> Result<Option<regex_lite::Regex>, OptionsError> {
         let (option, source) = match (&self.datetime_format, &self.multiline_pattern) {
             (Some(_), Some(_)) => return Err(OptionsError::BothPatterns),
@@ -139,47 +146,74 @@ impl AwsLogsOptions {
     }
 }
 
-/// A strftime format as a regex, with the codes Docker's awslogs driver understands; other
-/// characters stand for themselves.
+/// Docker refuses a numeric option that is not a positive integer, though the agent does not
+/// use these two (it flushes and buffers on its own terms).
+fn check_positive(option: &'static str, value: Option<&String>) -> Result<(), OptionsError> {
+    match value.map(String::as_str) {
+        None | Some("") => Ok(()),
+        Some(v) if v.parse::<i64>().is_ok_and(|n| n > 0) => Ok(()),
+        Some(v) => Err(OptionsError::NotPositive {
+            option,
+            value: v.to_owned(),
+        }),
+    }
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it, which is how Docker reads
+/// `awslogs-create-group` (task definitions written for Docker say `True` or `1` too).
+fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A strftime format as a regex, code by code as Docker's awslogs driver converts it (its
+/// `strftimeToRegex` table, quirks included: `%Z` is `[A-Z]{1,4}T`, which takes `UTC` or `CEST`
+/// but not `Z`; a code outside the table stands for nothing). `%%` is a `%`. Other characters
+/// stand for themselves (Docker leaves them as regex syntax; we escape them).
 fn strftime_regex(format: &str) -> String {
     let mut out = String::new();
     let mut chars = format.chars();
     while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push_str(&regex_lite::escape(&c.to_string()));
-            continue;
+        match (c, chars.clone().next()) {
+            ('%', Some(code)) => {
+                chars.next();
+                out.push_str(strftime_code(code));
+            }
+            _ => out.push_str(&regex_lite::escape(c.encode_utf8(&mut [0; 4]))),
         }
-        let code = match chars.next() {
-            Some('b') => r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)",
-            Some('a') => r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)",
-            Some('A') => r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)",
-            Some('B') => {
-                r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
-            }
-            Some('d') => r"(?:0[1-9]|[1,2][0-9]|3[0,1])",
-            Some('f') => r"(?:[0-9]{1,6})",
-            Some('H') => r"(?:[0,1][0-9]|2[0-3])",
-            Some('I') => r"(?:0[0-9]|1[0-2])",
-            Some('j') => r"(?:[0,1][0-9][0-9]|2[0-9][0-9]|3[0-5][0-9]|36[0-6])",
-            Some('L') => r"\.(?:[0-9]{3})",
-            Some('m') => r"(?:0[1-9]|1[0-2])",
-            Some('M') => r"(?:[0-5][0-9])",
-            Some('p') => r"(?:[A,P]M)",
-            Some('S') => r"(?:[0-5][0-9])",
-            Some('y') => r"(?:\d{2})",
-            Some('Y') => r"(?:\d{4})",
-            Some('z') => r"(?:[+-][0-9]{4})",
-            Some('Z') => r"(?:[A-Z]{3,4})",
-            Some('%') => "%",
-            Some(other) => {
-                out.push_str(&regex_lite::escape(&format!("%{other}")));
-                continue;
-            }
-            None => "%",
-        };
-        out.push_str(code);
     }
     out
+}
+
+/// The regex for one strftime code (the letter after `%`), from Docker's table.
+fn strftime_code(code: char) -> &'static str {
+    match code {
+        'a' => r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)",
+        'A' => r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)",
+        'w' => r"[0-6]",
+        'd' => r"(?:0[1-9]|[1,2][0-9]|3[0,1])",
+        'b' => r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)",
+        'B' => {
+            r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+        }
+        'm' => r"(?:0[1-9]|1[0-2])",
+        'Y' => r"\d{4}",
+        'y' => r"\d{2}",
+        'H' => r"(?:[0,1][0-9]|2[0-3])",
+        'I' => r"(?:0[0-9]|1[0-2])",
+        'p' => r"[A,P]M",
+        'M' | 'S' => r"[0-5][0-9]",
+        'f' => r"\d{6}",
+        'z' => r"[+-]\d{4}",
+        'Z' => r"[A-Z]{1,4}T",
+        'j' => r"(?:0[0-9][1-9]|[1,2][0-9][0-9]|3[0-5][0-9]|36[0-6])",
+        'L' => r"\.\d{3}",
+        '%' => "%",
+        _ => "",
+    }
 }
 
 /// The log driver a container gets instead of awslogs: Docker's `json-file` with rotation
@@ -233,6 +267,20 @@ mod tests {
             ),
             (&[("awslogs-group", "g"), ("mode", "sometimes")], "mode"),
             (
+                &[
+                    ("awslogs-group", "g"),
+                    ("awslogs-force-flush-interval-seconds", "0"),
+                ],
+                "awslogs-force-flush-interval-seconds: \"0\" is not a positive integer",
+            ),
+            (
+                &[
+                    ("awslogs-group", "g"),
+                    ("awslogs-max-buffered-events", "ten"),
+                ],
+                "awslogs-max-buffered-events",
+            ),
+            (
                 &[("awslogs-group", "g"), ("awslogs-multiline-pattern", "(")],
                 "awslogs-multiline-pattern",
             ),
@@ -261,6 +309,12 @@ mod tests {
             ("mode", "non-blocking"),
             ("max-buffer-size", "25m"),
             ("awslogs-credentials-endpoint", "/v2/credentials/x"),
+            ("awslogs-force-flush-interval-seconds", "5"),
+            ("awslogs-max-buffered-events", "1000"),
+            ("tag", "{{.Name}}"),
+            ("labels", "a,b"),
+            ("env", "A"),
+            ("env-regex", "^A"),
         ]))
         .unwrap();
         assert_eq!(o.group, "/ecs/app");
@@ -272,6 +326,44 @@ mod tests {
             o.start_pattern().unwrap().map(|r| r.as_str().to_owned()),
             None
         );
+    }
+
+    #[test]
+    fn create_group_accepts_the_booleans_docker_accepts() {
+        let cases = [
+            ("true", true),
+            ("True", true),
+            ("TRUE", true),
+            ("1", true),
+            ("t", true),
+            ("false", false),
+            ("False", false),
+            ("0", false),
+            ("f", false),
+            ("", false),
+        ];
+        for (value, expected) in cases {
+            let o = AwsLogsOptions::parse(&opts(&[
+                ("awslogs-group", "g"),
+                ("awslogs-create-group", value),
+            ]))
+            .unwrap();
+            assert_eq!(o.create_group, expected, "{value:?}");
+        }
+        for refused in ["yes", "maybe", "tRuE", " true"] {
+            let err = AwsLogsOptions::parse(&opts(&[
+                ("awslogs-group", "g"),
+                ("awslogs-create-group", refused),
+            ]))
+            .unwrap_err();
+            assert_eq!(
+                err,
+                OptionsError::NotBool {
+                    option: "awslogs-create-group",
+                    value: refused.to_owned()
+                }
+            );
+        }
     }
 
     #[test]
@@ -288,6 +380,44 @@ mod tests {
         let bracketed = strftime_regex("[%b %d, %Y %H:%M:%S%L]");
         let re = regex_lite::Regex::new(&format!("^{bracketed}")).unwrap();
         assert!(re.is_match("[Jan 02, 2024 03:04:05.123] x"));
+    }
+
+    #[test]
+    fn each_strftime_code_matches_what_docker_matches() {
+        // (format, matches at the line start, does not)
+        let cases = [
+            ("%a", "Tue x", "tue"),
+            ("%A", "Tuesday", "Tue"),
+            ("%w", "6", "7"),
+            ("%d", "31", "32"),
+            ("%b", "Jan", "jan"),
+            ("%B", "January", "Jan "),
+            ("%m", "12", "13"),
+            ("%Y", "2024", "202"),
+            ("%y", "24", "2"),
+            ("%H", "23", "24"),
+            ("%I", "12", "13"),
+            ("%p", "PM", "pm"),
+            ("%M", "59", "60"),
+            ("%S", "59", "60"),
+            ("%f", "123456", "12345"),
+            ("%z", "+0100", "0100"),
+            ("%Z", "CEST", "Z"),
+            ("%j", "366", "367"),
+            ("%L", ".123", "123"),
+            ("%%", "%", "x"),
+            ("[%H]", "[23]", "23"),
+            ("%H.%M", "23.59", "23:59"),
+            ("a+b", "a+b", "aab"),
+            ("%e%H", "23", "e23"),
+            ("100%", "100%", "100"),
+            ("é%H", "é23", "e23"),
+        ];
+        for (format, yes, no) in cases {
+            let re = regex_lite::Regex::new(&format!("^{}", strftime_regex(format))).unwrap();
+            assert!(re.is_match(yes), "{format:?} should match {yes:?}");
+            assert!(!re.is_match(no), "{format:?} should not match {no:?}");
+        }
     }
 
     #[test]
