@@ -354,7 +354,8 @@ fn taskdef(family: &str, containers: &[&str]) -> TaskDef {
 /// file uses. Every `local run` starts allocating at the bottom of its range without asking
 /// the host, so two of them on the default range would both pick the same port.
 fn port_range(slot: u16) -> (u16, u16) {
-    let base = 42_000 + (std::process::id() % 800) as u16 * 20 + slot * 10;
+    // Below the kernel's ephemeral range (32768+): no outgoing connection holds one of them.
+    let base = 24_000 + (std::process::id() % 400) as u16 * 20 + slot * 10;
     (base, base + 9)
 }
 

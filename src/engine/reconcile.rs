@@ -310,6 +310,10 @@ impl Engine {
             if let Some(at) = t.cleanup_at {
                 consider(at);
             }
+            // A port held by something outside the agent frees itself without an input.
+            if t.waiting_for.is_some() {
+                consider(now + RESOURCE_RECHECK_MS);
+            }
             for c in &t.containers {
                 if let Some(at) = c.retry_at {
                     consider(at);
@@ -329,6 +333,9 @@ impl Engine {
         }
     }
 }
+
+/// How often a task waiting for resources is offered them again when nothing else happens.
+const RESOURCE_RECHECK_MS: Millis = 1_000;
 
 fn xorshift(mut x: u64) -> u64 {
     x ^= x << 13;

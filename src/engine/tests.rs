@@ -799,3 +799,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_task_waiting_for_a_port_held_outside_the_agent_starts_once_it_is_free() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let held = Arc::new(AtomicBool::new(true));
+    let probe = held.clone();
+    let mut cfg = test_config(1024, (40000, 40000));
+    cfg.capacity.port_in_use = Some(Arc::new(move |_, _| probe.load(Ordering::SeqCst)));
+    let mut sim = Sim::new(1024);
+    sim.engine = Engine::new(cfg, 42);
+    let mut web = container("web");
+    web.port_mappings = Some(vec![PortMapping {
+        container_port: Some(80),
+        ..Default::default()
+    }]);
+    sim.input(Input::AddTask(Box::new(task("t1", vec![web]))));
+    assert!(sim.engine.task("t1").unwrap().waiting_for.is_some());
+    let wake = sim.log.iter().rev().find_map(|c| match c {
+        Command::WakeAt(at) => Some(*at),
+        _ => None,
+    });
+    assert_eq!(wake, Some(sim.now + 1_000), "a recheck is scheduled");
+    sim.now += 1_000;
+    sim.input(Input::Tick);
+    assert_eq!(sim.task_known("t1"), Status::None, "still held");
+    held.store(false, Ordering::SeqCst);
+    sim.now += 1_000;
+    sim.input(Input::Tick);
+    assert_eq!(sim.task_known("t1"), Status::Running);
+}
