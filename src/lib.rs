@@ -17,3 +17,4 @@ pub mod model;
 pub mod runtime;
 pub mod secrets;
 pub mod state;
+pub mod volumes;

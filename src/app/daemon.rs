@@ -26,6 +26,7 @@ use crate::logs::cloudwatch::CloudWatch;
 use crate::logs::shipper::Shipper;
 use crate::model::Status;
 use crate::runtime::{DockerRuntime, Driver, DriverSettings};
+use crate::volumes::efs_mounts::{detect_efs_utils, EfsMounts, EfsSettings};
 
 /// The agent's version as ACS wants it (no leading `v`).
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -57,6 +58,22 @@ async fn instance_facts(
             tracing::error!(error = %e, "cannot read the instance metadata");
             Err(Exit::Failure)
         }
+    }
+}
+
+/// Where EFS volumes are mounted and how, for this instance.
+fn efs_settings(config: &Config, region: &str, facts: Option<&InstanceFacts>) -> EfsSettings {
+    let efs_utils = detect_efs_utils();
+    if efs_utils.is_none() {
+        tracing::info!("amazon-efs-utils not found: EFS volumes with TLS, IAM or access points will be refused");
+    }
+    EfsSettings {
+        root: std::path::Path::new(&config.data_dir).join("efs"),
+        region: region.to_owned(),
+        availability_zone: facts.and_then(|f| f.availability_zone.clone()),
+        mount_targets: config.efs_mount_targets.clone(),
+        efs_utils_mount: efs_utils,
+        timeout: config.efs_mount_timeout,
     }
 }
 
@@ -107,12 +124,18 @@ pub async fn run(config: &Config) -> Exit {
         Err(exit) => return exit,
     };
     let saved_arn = resumed.arn.clone();
+    let efs_settings = efs_settings(config, &region, facts.as_ref());
     let request = RegisterRequest {
         cluster: &config.cluster,
         saved_arn: saved_arn.as_deref(),
         facts: facts.as_ref(),
         capacity: &capacity,
-        attributes: register::attributes(config, docker_api, saved_arn.is_none()),
+        attributes: register::attributes(
+            config,
+            docker_api,
+            saved_arn.is_none(),
+            efs_settings.efs_utils_mount.is_some(),
+        ),
         tags: &config.container_instance_tags,
     };
     let registration = match register::register(&client, &request).await {
@@ -151,11 +174,22 @@ pub async fn run(config: &Config) -> Exit {
         }
     }
     let images = Arc::new(Mutex::new(resumed.images));
+    let efs = Arc::new(EfsMounts::new(efs_settings));
+    let known: std::collections::BTreeSet<String> = resumed
+        .tasks
+        .iter()
+        .map(|t| t.task.id().to_owned())
+        .collect();
+    let (kept, released) = efs.adopt(&known);
+    if kept + released > 0 {
+        tracing::info!(kept, released, "efs mounts found at start");
+    }
     let (engine, redo) = Engine::restore(engine_config(config), seed, resumed.tasks);
     let (driver, handle, changes, snapshots) = Driver::new(engine, runtime, settings);
     let driver = driver
         .with_restored(redo)
-        .with_image_records(images.clone());
+        .with_image_records(images.clone())
+        .with_efs(efs);
     start_image_cleanup(config, cleanup_docker, images);
     let seq = writer.as_ref().map_or_else(
         || Arc::new(std::sync::atomic::AtomicI64::new(-1)),

@@ -426,9 +426,19 @@ config_table! {
     /// Match shared docker volumes on their full configuration, not only the name.
     shared_volume_match_full_config: bool { env: "ECS_SHARED_VOLUME_MATCH_FULL_CONFIG", json: Some("SharedVolumeMatchFullConfig"), status: Pending,
         parse: parse::boolean, default: false }
-    /// Capabilities of the volume plugin (JSON array; ecs-init sets `["efsAuth"]`).
-    volume_plugin_capabilities: Vec<String> { env: "ECS_VOLUME_PLUGIN_CAPABILITIES", json: Some("VolumePluginCapabilities"), status: Pending,
+    /// Capabilities of the volume plugin (JSON array; ecs-init sets `["efsAuth"]`). With
+    /// `efsAuth`, EFS volumes with TLS, IAM or access points go through amazon-efs-utils when it
+    /// is installed (`ecs.capability.efsAuth` is advertised only then).
+    volume_plugin_capabilities: Vec<String> { env: "ECS_VOLUME_PLUGIN_CAPABILITIES", json: Some("VolumePluginCapabilities"), status: Active,
         parse: parse::string_list, default: strings(&["efsAuth"]) }
+    /// This agent's own: EFS mount targets to use in place of `<fs>.efs.<region>.<suffix>`, as a
+    /// JSON object from a file system id, or `<id>@<availability zone>`, to a host name or address.
+    efs_mount_targets: BTreeMap<String, String> { env: "ECS_EFS_MOUNT_TARGETS", json: None, status: Active,
+        parse: parse::string_map, default: BTreeMap::new() }
+    /// This agent's own: how long one EFS mount (name lookup included) may take before the task
+    /// is stopped, so a dead server cannot hang it.
+    efs_mount_timeout: Duration { env: "ECS_EFS_MOUNT_TIMEOUT", json: None, status: Active,
+        parse: parse::duration, default: Duration::from_secs(60) }
     /// FireLens log routing in async mode.
     firelens_async: bool { env: "ECS_ENABLE_FIRELENS_ASYNC", json: Some("FirelensAsyncEnabled"), status: Pending,
         parse: parse::boolean, default: true }
@@ -508,10 +518,10 @@ config_table! {
 
     // ---- State / updates / logging ----
     /// Directory of the agent's saved state.
-    data_dir: String { env: "ECS_DATADIR", json: Some("DataDir"), status: Pending,
+    data_dir: String { env: "ECS_DATADIR", json: Some("DataDir"), status: Active,
         parse: parse::abs_path, default: s("/var/lib/ecs/data") }
     /// Save state so that a restarted agent resumes its tasks.
-    checkpoint: bool { env: "ECS_CHECKPOINT", json: Some("Checkpoint"), status: Pending,
+    checkpoint: bool { env: "ECS_CHECKPOINT", json: Some("Checkpoint"), status: Active,
         parse: parse::boolean, default: true }
     /// Self-updates through ACS (this agent is updated by its package instead).
     updates_enabled: bool { env: "ECS_UPDATES_ENABLED", json: Some("UpdatesEnabled"), status: Ignored,

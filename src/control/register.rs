@@ -37,8 +37,13 @@ const ECS_CAP: &str = "ecs.capability.";
 pub type Attr = (String, Option<String>);
 
 /// The attributes and capabilities this agent sends. Only what is built is advertised; each
-/// later feature adds its own capability.
-pub fn attributes(config: &Config, docker_api: (u32, u32), first_registration: bool) -> Vec<Attr> {
+/// later feature adds its own capability. `efs_utils`: amazon-efs-utils is installed.
+pub fn attributes(
+    config: &Config,
+    docker_api: (u32, u32),
+    first_registration: bool,
+    efs_utils: bool,
+) -> Vec<Attr> {
     let name = |n: String| (n, None);
     let mut out: Vec<Attr> = Vec::new();
     for cap in [
@@ -93,6 +98,17 @@ pub fn attributes(config: &Config, docker_api: (u32, u32), first_registration: b
     }
     if config.task_iam_role_network_host {
         out.push(name(format!("{CAP}task-iam-role-network-host")));
+    }
+    // EFS volumes: plain NFSv4.1 mounted by the agent; TLS, IAM and access points through
+    // amazon-efs-utils, so only when it is installed and the operator left `efsAuth` on.
+    out.push(name(format!("{ECS_CAP}efs")));
+    if efs_utils
+        && config
+            .volume_plugin_capabilities
+            .iter()
+            .any(|c| c == "efsAuth")
+    {
+        out.push(name(format!("{ECS_CAP}efsAuth")));
     }
     out.push(("ecs.os-type".into(), Some("linux".into())));
     out.push(("ecs.os-family".into(), Some("LINUX".into())));
@@ -323,19 +339,19 @@ mod tests {
 
     #[test]
     fn advertises_docker_api_versions_up_to_the_daemons() {
-        let attrs = attributes(&config(&[]), (1, 41), true);
+        let attrs = attributes(&config(&[]), (1, 41), true, false);
         let n = names(&attrs);
         assert!(n.contains(&"com.amazonaws.ecs.capability.docker-remote-api.1.32"));
         assert!(!n.contains(&"com.amazonaws.ecs.capability.docker-remote-api.1.26"));
-        let old = attributes(&config(&[]), (1, 24), true);
+        let old = attributes(&config(&[]), (1, 24), true, false);
         assert!(!names(&old).contains(&"com.amazonaws.ecs.capability.docker-remote-api.1.25"));
     }
 
     #[test]
     fn custom_attributes_only_on_first_registration() {
         let c = config(&[("ECS_INSTANCE_ATTRIBUTES", r#"{"team":"web"}"#)]);
-        assert!(attributes(&c, (1, 41), true).contains(&("team".into(), Some("web".into()))));
-        assert!(!names(&attributes(&c, (1, 41), false)).contains(&"team"));
+        assert!(attributes(&c, (1, 41), true, false).contains(&("team".into(), Some("web".into()))));
+        assert!(!names(&attributes(&c, (1, 41), false, false)).contains(&"team"));
     }
 
     #[test]
@@ -347,7 +363,7 @@ mod tests {
                 r#"["json-file","awslogs"]"#,
             ),
         ]);
-        let n = attributes(&c, (1, 41), true);
+        let n = attributes(&c, (1, 41), true, false);
         let n = names(&n);
         assert!(!n.contains(&"com.amazonaws.ecs.capability.privileged-container"));
         assert!(n.contains(&"com.amazonaws.ecs.capability.logging-driver.awslogs"));
@@ -357,7 +373,14 @@ mod tests {
         assert!(n.contains(&"com.amazonaws.ecs.capability.task-iam-role"));
         assert!(n.contains(&"ecs.capability.secrets.ssm.environment-variables"));
         assert!(n.contains(&"ecs.capability.secrets.ssm.bootstrap.log-driver"));
-        assert!(!n.contains(&"ecs.capability.efs"), "not built yet");
+        assert!(n.contains(&"ecs.capability.efs"));
+        assert!(!n.contains(&"ecs.capability.efsAuth"), "no efs-utils here");
+        let with_utils = attributes(&c, (1, 41), true, true);
+        assert!(names(&with_utils).contains(&"ecs.capability.efsAuth"));
+        let mut no_auth = c.clone();
+        no_auth.volume_plugin_capabilities.clear();
+        let without = attributes(&no_auth, (1, 41), true, true);
+        assert!(!names(&without).contains(&"ecs.capability.efsAuth"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::logs::cloudwatch::Destination;
 use crate::logs::options::AwsLogsOptions;
 use crate::logs::shipper::Shipper;
 use crate::model::{Status, Task};
+use crate::volumes::efs_mounts::EfsMounts;
 
 /// How often every known container is re-inspected in steady state.
 const RESYNC_EVERY: Duration = Duration::from_secs(300);
@@ -108,6 +109,8 @@ pub struct Driver {
     redo: Vec<Command>,
     /// Ships awslogs containers' logs from the agent (unless Docker's driver is kept).
     logs: Option<Arc<LogShipping>>,
+    /// Mounts tasks' EFS volumes (without it, EFS volumes stop their tasks).
+    efs: Option<Arc<EfsMounts>>,
 }
 
 /// Inputs handled together before the state is saved once.
@@ -155,6 +158,7 @@ impl Driver {
             images: Default::default(),
             redo: Vec::new(),
             logs: None,
+            efs: None,
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -215,6 +219,12 @@ impl Driver {
 
     /// Carries out again, first, the commands a restored engine had under way
     /// (`Engine::restore`).
+    /// Mounts EFS volumes with `mounts`.
+    pub fn with_efs(mut self, mounts: Arc<EfsMounts>) -> Self {
+        self.efs = Some(mounts);
+        self
+    }
+
     pub fn with_restored(mut self, redo: Vec<Command>) -> Self {
         self.redo = redo;
         self
@@ -409,9 +419,15 @@ impl Driver {
                 tracing::info!(task = %task_arn, "task cleaned up");
                 self.remove_cgroup(&task_arn);
                 let docker = self.docker.clone();
+                let efs = self.efs.clone();
                 tokio::spawn(async move {
                     for v in task_scoped_volumes(&task) {
                         docker.remove_volume(&v).await;
+                    }
+                    // Every container of the task is removed: nothing uses its mounts any more.
+                    if let Some(efs) = efs {
+                        let id = task.id().to_owned();
+                        let _ = tokio::task::spawn_blocking(move || efs.release(&id)).await;
                     }
                 });
             }
@@ -554,6 +570,7 @@ impl Driver {
         let execution = self.execution_credentials(&task);
         let images = self.images.clone();
         let logs = self.logs.clone();
+        let efs = self.efs.clone();
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
             let log_options =
@@ -573,7 +590,7 @@ impl Driver {
             };
             let mut volumes = BTreeMap::new();
             for v in &task.volumes {
-                match prepare_volume(&docker, &task, v).await {
+                match prepare_volume(&docker, efs.as_deref(), &task, v).await {
                     Ok(source) => {
                         volumes.insert(v.name.clone(), source);
                     }

@@ -1,16 +1,18 @@
 //! Task volumes on Docker: what each `host` or `docker` volume of a task resolves to (a host
 //! path or a Docker volume, task-scoped or shared), creating the Docker volumes a task needs
-//! and naming the task-scoped ones for removal with the task. EFS volumes are not handled yet.
+//! and naming the task-scoped ones for removal with the task. EFS volumes are mounted by
+//! [`EfsMounts`] and bound into containers as host paths.
 
 use super::create::VolumeSource;
 use super::docker::DockerRuntime;
 use crate::model::{Task, Volume};
+use crate::volumes::efs_mounts::EfsMounts;
 
 /// The Docker volumes a task made for itself (not shared ones), to remove with the task.
 pub(super) fn task_scoped_volumes(task: &Task) -> Vec<String> {
     task.volumes
         .iter()
-        .filter(|v| !is_shared(v))
+        .filter(|v| !is_shared(v) && v.efs_volume_configuration.is_none())
         .filter_map(|v| match volume_source(task, v) {
             Ok((VolumeSource::DockerVolume(name), Some(_))) => Some(name),
             _ => None,
@@ -99,9 +101,20 @@ fn volume_source(
 
 pub(super) async fn prepare_volume(
     docker: &DockerRuntime,
+    efs: Option<&EfsMounts>,
     task: &Task,
     v: &Volume,
 ) -> Result<VolumeSource, String> {
+    if v.kind.as_deref() == Some("efs") || v.efs_volume_configuration.is_some() {
+        let Some(efs) = efs else {
+            return Err(format!(
+                "ResourceInitializationError: EFS volume {:?}: EFS volumes are not enabled in this agent mode",
+                v.name
+            ));
+        };
+        let path = efs.prepare(task, v).await?;
+        return Ok(VolumeSource::HostPath(path.to_string_lossy().into_owned()));
+    }
     let (source, request) = volume_source(task, v)?;
     match (request, &source) {
         (Some(request), _) => docker.ensure_volume(request).await.map_err(|e| {
