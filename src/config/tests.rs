@@ -273,6 +273,14 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         "docker",
     ),
     (
+        "ECS_EFS_MOUNT_TARGETS",
+        "{}",
+        r#"{"fs-0123abcd":"10.0.1.5"}"#,
+        r#"{"fs-0123abcd":"10.0.1.5"}"#,
+        "fs-0123abcd=10.0.1.5",
+    ),
+    ("ECS_EFS_MOUNT_TIMEOUT", "1m0s", "30s", "30s", "soon"),
+    (
         "ECS_DISABLE_DOCKER_HEALTH_CHECK",
         "false",
         "true",
