@@ -48,12 +48,14 @@ pub fn detect_efs_utils() -> Option<PathBuf> {
 }
 
 type VolumeResult = Result<PathBuf, String>;
+/// One task's volumes: mounted (the path) or failed (the task's stop reason).
+type TaskVolumes = Arc<tokio::sync::Mutex<BTreeMap<String, VolumeResult>>>;
 
 /// The mounts of every task, one lock per task so containers of a task wait for its mounts
 /// while other tasks go on.
 pub struct EfsMounts {
     settings: EfsSettings,
-    tasks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<BTreeMap<String, VolumeResult>>>>>,
+    tasks: Mutex<BTreeMap<String, TaskVolumes>>,
 }
 
 impl EfsMounts {
@@ -73,7 +75,7 @@ impl EfsMounts {
         self.settings.root.join(clean(task_id)).join(clean(volume))
     }
 
-    fn task_lock(&self, task_id: &str) -> Arc<tokio::sync::Mutex<BTreeMap<String, VolumeResult>>> {
+    fn task_lock(&self, task_id: &str) -> TaskVolumes {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.entry(task_id.to_owned()).or_default().clone()
     }

@@ -141,8 +141,19 @@ async fn main() {
     }
     mounts.release(t2.id());
 
-    // 5. A server that never answers (an address nobody has): the deadline ends the attempt.
-    let dead = EfsMounts::new(settings(fs, "10.0.2.99", Duration::from_secs(5)));
+    // 5. A server that accepts the connection and never answers (a listener of this guest on
+    // its own loopback that reads nothing): the deadline ends the attempt.
+    let silent = match std::net::TcpListener::bind("127.0.0.1:2049") {
+        Ok(l) => l,
+        Err(e) => fail(&format!("silent listener: {e}")),
+    };
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let dead = EfsMounts::new(settings(fs, "127.0.0.1", Duration::from_secs(5)));
     let v = volume("dead", fs, "/");
     let t3 = task(vec![v.clone()]);
     let started = Instant::now();
