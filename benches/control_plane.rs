@@ -36,7 +36,7 @@ use futures_util::FutureExt;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
-use support::ecs_sim::{EcsSim, SimConfig, WsKind};
+use support::ecs_sim::{EcsSim, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
 
 const RUNS: usize = 5;
@@ -76,11 +76,7 @@ async fn bench() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let binary = Binary::locate(dir.path())?;
     let cluster = support::env::unique_name("ecs-bench-cp");
-    let sim = EcsSim::start(SimConfig {
-        cluster_names: vec![cluster.clone()],
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = EcsSim::for_cluster(&cluster).await;
     sim.set_heartbeat(WsKind::Acs, Some(Duration::from_secs(20)));
     sim.set_heartbeat(WsKind::Tcs, Some(Duration::from_secs(20)));
     let imds = ImdsStub::start(ImdsConfig::default()).await;

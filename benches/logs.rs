@@ -24,7 +24,7 @@ use ecs_agent::logs::shipper::parse_timestamp;
 use serde_json::{json, Value};
 use support::agent::{payload, Agent};
 use support::cwl_sink::CwlSink;
-use support::ecs_sim::{EcsSim, SimConfig, WsKind};
+use support::ecs_sim::{EcsSim, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
 
 const LINES: u64 = 500_000;
@@ -74,11 +74,7 @@ async fn bench() -> Result<()> {
     let docker = support::env::docker().await;
     let sink = CwlSink::start().await;
     let cluster = support::env::unique_name("bench-logs");
-    let sim = EcsSim::start(SimConfig {
-        cluster_names: vec![cluster.clone()],
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = EcsSim::for_cluster(&cluster).await;
     let imds = ImdsStub::start(ImdsConfig::default()).await;
     let dir = tempfile::tempdir()?;
     let env = [("ECS_LOGLEVEL", "info")];

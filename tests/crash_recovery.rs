@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::agent::{payload, Agent};
-use support::ecs_sim::{EcsSim, SimConfig, WsKind};
+use support::ecs_sim::{EcsSim, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -58,11 +58,7 @@ struct Stand {
 impl Stand {
     async fn new(prefix: &str, first_port: u16) -> Stand {
         let cluster = support::env::unique_name(prefix);
-        let sim = EcsSim::start(SimConfig {
-            cluster_names: vec![cluster.clone()],
-            ..SimConfig::default()
-        })
-        .await;
+        let sim = EcsSim::for_cluster(&cluster).await;
         let imds = ImdsStub::start(ImdsConfig::default()).await;
         let env = vec![
             ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION".into(), "1s".into()),
@@ -137,18 +133,13 @@ impl Stand {
 
 /// The cluster's containers as `(task ARN, container name) → how many`.
 async fn containers_by_task(cluster: &str) -> HashMap<(String, String), usize> {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
     let docker = support::env::docker().await;
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("com.amazonaws.ecs.cluster={cluster}")],
-    )]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
+    let label = format!("com.amazonaws.ecs.cluster={cluster}");
     let mut out = HashMap::new();
-    for c in docker.list_containers(Some(options)).await.unwrap() {
+    for c in support::env::containers_labelled(&docker, &label)
+        .await
+        .unwrap()
+    {
         let labels = c.labels.unwrap_or_default();
         let key = (
             labels

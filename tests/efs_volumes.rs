@@ -11,10 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::{json, Value};
 use support::agent::{payload, Agent};
-use support::ecs_sim::{EcsSim, SimConfig, WsKind};
+use support::ecs_sim::{EcsSim, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -34,11 +33,7 @@ struct Stand {
 impl Stand {
     async fn start(prefix: &str, env: &[(&str, &str)]) -> Stand {
         let cluster = support::env::unique_name(prefix);
-        let sim = EcsSim::start(SimConfig {
-            cluster_names: vec![cluster.clone()],
-            ..SimConfig::default()
-        })
-        .await;
+        let sim = EcsSim::for_cluster(&cluster).await;
         let imds = ImdsStub::start(ImdsConfig::default()).await;
         let dir = tempfile::tempdir().unwrap();
         let mut all = vec![("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "1s")];
@@ -125,16 +120,12 @@ fn efs_task(arn: &str, volumes: Value, containers: Vec<Value>) -> Value {
 /// The task's containers as Docker shows them: name → inspect.
 async fn task_containers(arn: &str) -> HashMap<String, bollard::models::ContainerInspectResponse> {
     let docker = support::env::docker().await;
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("com.amazonaws.ecs.task-arn={arn}")],
-    )]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
+    let label = format!("com.amazonaws.ecs.task-arn={arn}");
     let mut out = HashMap::new();
-    for c in docker.list_containers(Some(options)).await.unwrap() {
+    for c in support::env::containers_labelled(&docker, &label)
+        .await
+        .unwrap()
+    {
         let name = c
             .labels
             .unwrap_or_default()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::agent::{payload, Agent};
-use support::ecs_sim::{EcsSim, SimConfig, WsKind};
+use support::ecs_sim::{EcsSim, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -33,11 +33,7 @@ struct Stand {
 impl Stand {
     async fn new(prefix: &str) -> Stand {
         let cluster = support::env::unique_name(prefix);
-        let sim = EcsSim::start(SimConfig {
-            cluster_names: vec![cluster.clone()],
-            ..SimConfig::default()
-        })
-        .await;
+        let sim = EcsSim::for_cluster(&cluster).await;
         Stand {
             sim,
             imds: ImdsStub::start(ImdsConfig::default()).await,

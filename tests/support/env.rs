@@ -97,20 +97,26 @@ pub async fn require_listening(what: &str, endpoint: &str) {
     }
 }
 
-/// Force-removes every container (and its anonymous volumes) labelled with this ECS cluster:
-/// how tests clean up what their tasks made, even after a failure.
-pub async fn remove_cluster_containers(docker: &Docker, cluster: &str) {
-    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
-    let filters = std::collections::HashMap::from([(
-        "label".to_owned(),
-        vec![format!("com.amazonaws.ecs.cluster={cluster}")],
-    )]);
+/// Every container (running or not) carrying the label `key=value`.
+pub async fn containers_labelled(
+    docker: &Docker,
+    label: &str,
+) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters = std::collections::HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
     let options = ListContainersOptionsBuilder::default()
         .all(true)
         .filters(&filters)
         .build();
-    for c in docker
-        .list_containers(Some(options))
+    docker.list_containers(Some(options)).await
+}
+
+/// Force-removes every container (and its anonymous volumes) labelled with this ECS cluster:
+/// how tests clean up what their tasks made, even after a failure.
+pub async fn remove_cluster_containers(docker: &Docker, cluster: &str) {
+    use bollard::query_parameters::RemoveContainerOptionsBuilder;
+    let label = format!("com.amazonaws.ecs.cluster={cluster}");
+    for c in containers_labelled(docker, &label)
         .await
         .unwrap_or_default()
     {

@@ -87,6 +87,15 @@ pub struct EcsSim {
 }
 
 impl EcsSim {
+    /// A simulator that knows one cluster, `cluster`, and otherwise the defaults.
+    pub async fn for_cluster(cluster: &str) -> EcsSim {
+        Self::start(SimConfig {
+            cluster_names: vec![cluster.to_owned()],
+            ..SimConfig::default()
+        })
+        .await
+    }
+
     /// Binds 127.0.0.1 on a free port and serves until dropped.
     pub async fn start(config: SimConfig) -> EcsSim {
         let listener = TcpListener::bind("127.0.0.1:0")
