@@ -124,6 +124,8 @@ pub enum PlanError {
         "efsVolumeConfiguration.authorizationConfig.iam is ENABLED but the task has no task role"
     )]
     IamWithoutTaskRole,
+    #[error("efsVolumeConfiguration.authorizationConfig.iam: the task role's credentials id has characters a mount option cannot carry")]
+    BadCredentialsUri,
     #[error("{0} needs amazon-efs-utils (mount.efs), which is not installed on this instance; refusing to mount without it")]
     NeedsEfsUtils(&'static str),
 }
@@ -196,6 +198,13 @@ pub fn plan(raw: &Value, ctx: &EfsContext) -> Result<MountPlan, PlanError> {
     }
     if iam {
         let uri = ctx.task_role_uri.ok_or(PlanError::IamWithoutTaskRole)?;
+        // The URI carries the credentials id from ACS: nothing in it may end the option.
+        if !uri
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'))
+        {
+            return Err(PlanError::BadCredentialsUri);
+        }
         options.push("iam".into());
         options.push(format!("awscredsuri={uri}"));
     }
@@ -510,6 +519,8 @@ mod tests {
         let iam = json!({"fileSystemId": FS, "transitEncryption": "ENABLED",
             "authorizationConfig": {"iam": "ENABLED"}});
         assert_eq!(plan(&iam, &c), Err(PlanError::IamWithoutTaskRole));
+        c.task_role_uri = Some("/v2/credentials/x,accesspoint=fsap-00000000");
+        assert_eq!(plan(&iam, &c), Err(PlanError::BadCredentialsUri));
     }
 
     #[test]
