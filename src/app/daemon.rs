@@ -180,7 +180,11 @@ pub async fn run(config: &Config) -> Exit {
         .iter()
         .map(|t| t.task.id().to_owned())
         .collect();
-    let (kept, released) = efs.adopt(&known);
+    // Off the async threads: releasing reads the mount table and unmounts.
+    let adopting = efs.clone();
+    let (kept, released) = tokio::task::spawn_blocking(move || adopting.adopt(&known))
+        .await
+        .unwrap_or((0, 0));
     if kept + released > 0 {
         tracing::info!(kept, released, "efs mounts found at start");
     }

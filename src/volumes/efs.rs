@@ -108,7 +108,7 @@ pub enum PlanError {
     MissingFileSystemId,
     #[error("efsVolumeConfiguration.fileSystemId {0:?} is not an EFS file system id (fs-<hex>)")]
     BadFileSystemId(String),
-    #[error("efsVolumeConfiguration.rootDirectory {0:?} is not an absolute path without '..', commas or control characters")]
+    #[error("efsVolumeConfiguration.rootDirectory {0:?} is not a path without '.', '..', commas, spaces or control characters")]
     BadRootDirectory(String),
     #[error("efsVolumeConfiguration.{field} is {value:?}; expected ENABLED or DISABLED")]
     BadSwitch { field: &'static str, value: String },
@@ -211,6 +211,12 @@ pub fn plan(raw: &Value, ctx: &EfsContext) -> Result<MountPlan, PlanError> {
     if let Some(ap) = access_point {
         options.push(format!("accesspoint={ap}"));
     }
+    // An operator's mount target override reaches efs-utils as its own option when it is an
+    // address (efs-utils resolves names itself).
+    let target = mount_target(&fs, ctx);
+    if let Ok(ip) = target.parse::<std::net::IpAddr>() {
+        options.push(format!("mounttargetip={ip}"));
+    }
     Ok(MountPlan::EfsUtils {
         device: format!("{fs}:{root}"),
         file_system_id: fs,
@@ -240,6 +246,10 @@ pub fn dns_suffix(region: &str) -> &'static str {
         "sc2s.sgov.gov"
     } else if region.starts_with("us-iso-") {
         "c2s.ic.gov"
+    } else if region.starts_with("eu-isoe-") {
+        "cloud.adc-e.uk"
+    } else if region.starts_with("us-isof-") {
+        "csp.hci.ic.gov"
     } else {
         "amazonaws.com"
     }
@@ -524,6 +534,24 @@ mod tests {
     }
 
     #[test]
+    fn an_address_override_reaches_efs_utils_as_mounttargetip() {
+        let mut t = BTreeMap::new();
+        t.insert(FS.to_owned(), "10.0.0.5".to_owned());
+        let tls = json!({"fileSystemId": FS, "transitEncryption": "ENABLED"});
+        match plan(&tls, &ctx(&t, true)).unwrap() {
+            MountPlan::EfsUtils { options, .. } => {
+                assert_eq!(options, ["tls", "mounttargetip=10.0.0.5"])
+            }
+            other => panic!("{other:?}"),
+        }
+        t.insert(FS.to_owned(), "mt.example".to_owned());
+        match plan(&tls, &ctx(&t, true)).unwrap() {
+            MountPlan::EfsUtils { options, .. } => assert_eq!(options, ["tls"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn mount_targets_override_by_zone_then_file_system() {
         let mut t = BTreeMap::new();
         t.insert(FS.to_owned(), "10.0.0.5".to_owned());
@@ -548,7 +576,20 @@ mod tests {
             let t = BTreeMap::new();
             let c = ctx(&t, true);
             let _ = plan(&Value::String(s.clone()), &c);
-            let _ = plan(&json!({"fileSystemId": FS, "rootDirectory": s}), &c);
+            let tls = json!({"fileSystemId": FS, "rootDirectory": s.clone(), "transitEncryption": "ENABLED"});
+            for v in [json!({"fileSystemId": FS, "rootDirectory": s}), tls] {
+                match plan(&v, &c) {
+                    Ok(MountPlan::Nfs { export, .. }) => {
+                        proptest::prop_assert!(export.starts_with('/'));
+                        proptest::prop_assert!(!export.contains(',') && !export.split('/').any(|p| p == ".."));
+                    }
+                    Ok(MountPlan::EfsUtils { device, .. }) => {
+                        proptest::prop_assert!(device.starts_with("fs-0123abcd:/"));
+                        proptest::prop_assert!(!device.contains(',') && !device.split('/').any(|p| p == ".."));
+                    }
+                    Err(_) => {}
+                }
+            }
         }
     }
 }

@@ -59,7 +59,14 @@ pub struct EfsMounts {
 }
 
 impl EfsMounts {
-    pub fn new(settings: EfsSettings) -> Self {
+    /// Mounts under `settings.root`, made canonical (the mount table lists real paths: a
+    /// symlinked data directory would otherwise never match it).
+    pub fn new(mut settings: EfsSettings) -> Self {
+        if std::fs::create_dir_all(&settings.root).is_ok() {
+            if let Ok(real) = settings.root.canonicalize() {
+                settings.root = real;
+            }
+        }
         EfsMounts {
             settings,
             tasks: Mutex::new(BTreeMap::new()),
@@ -110,11 +117,15 @@ impl EfsMounts {
             efs_utils: s.efs_utils_mount.is_some(),
             task_role_uri: role_uri.as_deref(),
         };
+        // The id as sent, bounded and without control characters (it may be what is wrong).
         let fs_of = |raw: &serde_json::Value| {
             raw.get("fileSystemId")
                 .and_then(|v| v.as_str())
                 .unwrap_or("?")
-                .to_owned()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
         };
         let plan = efs::plan(&raw, &ctx).map_err(|e| {
             format!(
@@ -123,17 +134,37 @@ impl EfsMounts {
                 fs_of(&raw)
             )
         })?;
+        if !valid_volume_name(&volume.name) {
+            return Err(format!(
+                "ResourceInitializationError: EFS volume {:?}: the name may hold only letters, digits, '-' and '_'",
+                volume.name
+            ));
+        }
         let target = self.target(task.id(), &volume.name);
-        std::fs::create_dir_all(&target).map_err(|e| {
-            format!(
-                "ResourceInitializationError: EFS volume {:?}: cannot create {}: {e}",
-                volume.name,
-                target.display()
-            )
-        })?;
-        if mount::is_mounted(&mount::mountinfo(), &target) {
-            tracing::info!(task = %task.arn, volume = %volume.name, "efs volume already mounted, adopted");
-            return Ok(target);
+        // Checked before touching the directory: a stat of a dead server's mount never returns.
+        // Off the async threads, as every file-system call here.
+        let t = target.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            if mount::is_mounted(&mount::mountinfo(), &t) {
+                return Ok(true);
+            }
+            std::fs::create_dir_all(&t).map(|()| false)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        match prepared {
+            Ok(true) => {
+                tracing::info!(task = %task.arn, volume = %volume.name, "efs volume already mounted, adopted");
+                return Ok(target);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                return Err(format!(
+                    "ResourceInitializationError: EFS volume {:?}: cannot create {}: {e}",
+                    volume.name,
+                    target.display()
+                ))
+            }
         }
         let started = std::time::Instant::now();
         match self.mount_plan(&plan, &target).await {
@@ -144,10 +175,20 @@ impl EfsMounts {
                 Ok(target)
             }
             Err(e) => {
-                let _ = std::fs::remove_dir(&target);
+                let t = target.clone();
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir(t)).await;
+                let hint = match e {
+                    MountError::Syscall(nix::errno::Errno::ENOENT) => {
+                        " (the rootDirectory does not exist on the file system)"
+                    }
+                    MountError::Syscall(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => {
+                        " (the server refused access)"
+                    }
+                    _ => "",
+                };
                 let reason = match &plan {
                     MountPlan::Nfs { host, export, .. } => format!(
-                        "ResourceInitializationError: failed to mount EFS volume {:?} ({} from {host}:{export}): {e}",
+                        "ResourceInitializationError: failed to mount EFS volume {:?} ({} from {host}:{export}): {e}{hint}",
                         volume.name,
                         plan.file_system_id()
                     ),
@@ -162,8 +203,10 @@ impl EfsMounts {
         }
     }
 
+    /// Mounts per the plan within one deadline, the name lookup included.
     async fn mount_plan(&self, plan: &MountPlan, target: &Path) -> Result<(), MountError> {
         let timeout = self.settings.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         match plan {
             MountPlan::Nfs {
                 host,
@@ -172,7 +215,16 @@ impl EfsMounts {
                 ..
             } => {
                 let addr = mount::resolve(host, timeout).await?;
-                mount::mount_nfs_within(addr, export, target, options, timeout).await
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(MountError::TimedOut(timeout));
+                }
+                mount::mount_nfs_within(addr, export, target, options, left)
+                    .await
+                    .map_err(|e| match e {
+                        MountError::TimedOut(_) => MountError::TimedOut(timeout),
+                        e => e,
+                    })
             }
             MountPlan::EfsUtils { .. } => {
                 let program =
@@ -186,7 +238,13 @@ impl EfsMounts {
                 let args = plan
                     .mount_args(&target.to_string_lossy())
                     .unwrap_or_default();
-                mount::run_helper(program, &args, timeout).await
+                let result = mount::run_helper(program, &args, timeout).await;
+                if result.is_err() {
+                    // A helper killed at the deadline may still have mounted.
+                    let t = target.to_owned();
+                    let _ = tokio::task::spawn_blocking(move || mount::unmount(&t)).await;
+                }
+                result
             }
         }
     }
@@ -244,6 +302,15 @@ impl EfsMounts {
     }
 }
 
+/// ECS's volume name characters.
+fn valid_volume_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// A path component from a task id or volume name.
 fn clean(s: &str) -> String {
     let c: String = s
@@ -299,11 +366,27 @@ mod tests {
     }
 
     #[test]
-    fn targets_stay_inside_the_root() {
-        let m = EfsMounts::new(settings(Path::new("/d/efs"), None));
-        assert_eq!(m.target("t1", "data"), PathBuf::from("/d/efs/t1/data"));
-        assert_eq!(m.target("..", "../x"), PathBuf::from("/d/efs/_/.._x"));
-        assert_eq!(m.target("t1", "a/b"), PathBuf::from("/d/efs/t1/a_b"));
+    fn targets_stay_inside_the_root_made_canonical() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap().join("efs");
+        // Through a symlink, as a data directory may be: the mount table shows the real path.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+        let m = EfsMounts::new(settings(&dir.path().join("link").join("efs"), None));
+        assert_eq!(m.target("t1", "data"), real.join("t1/data"));
+        assert_eq!(m.target("..", "../x"), real.join("_/.._x"));
+        assert_eq!(m.target("t1", "a/b"), real.join("t1/a_b"));
+    }
+
+    #[tokio::test]
+    async fn volume_names_outside_the_ecs_characters_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = EfsMounts::new(settings(dir.path(), None));
+        let v = efs_volume("a/b", json!({"fileSystemId": "fs-0123abcd"}));
+        let reason = m.prepare(&task(vec![v.clone()]), &v).await.unwrap_err();
+        assert!(
+            reason.contains("\"a/b\": the name may hold only"),
+            "{reason}"
+        );
     }
 
     #[tokio::test]

@@ -63,34 +63,43 @@ pub async fn mount_nfs_within(
     timeout: Duration,
 ) -> Result<(), MountError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let (export, target, options) = (export.to_owned(), target.to_owned(), options.to_owned());
+    let (export, path, options) = (export.to_owned(), target.to_owned(), options.to_owned());
     std::thread::Builder::new()
         .name("efs-mount".into())
         .spawn(move || {
-            let result = mount_nfs(addr, &export, &target, &options);
+            let result = mount_nfs(addr, &export, &path, &options);
             if let Err(Ok(())) = tx.send(result) {
                 // Nobody waits any more: the caller timed out and reported a failure.
-                let _ = unmount(&target);
+                let _ = unmount(&path);
             }
         })
         .map_err(|e| MountError::Spawn {
             program: "mount thread".into(),
             source: e,
         })?;
-    match tokio::time::timeout(timeout, rx).await {
+    let mut rx = rx;
+    match tokio::time::timeout(timeout, &mut rx).await {
         Ok(Ok(result)) => result.map_err(MountError::Syscall),
         Ok(Err(_)) => Err(MountError::Syscall(Errno::EIO)),
-        Err(_) => Err(MountError::TimedOut(timeout)),
+        Err(_) => {
+            // A mount that finished between the last poll and now is undone here; one that
+            // finishes later finds the channel closed and undoes itself.
+            rx.close();
+            if let Ok(Ok(())) = rx.try_recv() {
+                let _ = unmount(target);
+            }
+            Err(MountError::TimedOut(timeout))
+        }
     }
 }
 
-/// Unmounts `target`. `Ok(false)` when nothing is mounted there. A busy mount (a process
-/// still using it) is detached lazily rather than left behind.
+/// Detaches the mount at `target` (`umount -l`, as the official agent's volume plugin does):
+/// it returns at once even when the server is dead, and the kernel finishes the unmount when
+/// nothing uses it any more. `Ok(false)` when nothing is mounted there.
 pub fn unmount(target: &Path) -> Result<bool, Errno> {
-    match umount2(target, MntFlags::empty()) {
+    match umount2(target, MntFlags::MNT_DETACH) {
         Ok(()) => Ok(true),
         Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(false),
-        Err(Errno::EBUSY) => umount2(target, MntFlags::MNT_DETACH).map(|()| true),
         Err(e) => Err(e),
     }
 }
@@ -120,7 +129,8 @@ pub async fn resolve(host: &str, timeout: Duration) -> Result<IpAddr, MountError
         .ok_or_else(|| fail("no address".into()))
 }
 
-/// Runs a mount helper (`mount -t efs …`) with `args`, killing it after `timeout`.
+/// Runs a mount helper (`mount -t efs …`) with `args` in a process group of its own, and
+/// kills the whole group (`mount.efs`, `mount.nfs4`, …) after `timeout`.
 pub async fn run_helper(
     program: &Path,
     args: &[String],
@@ -132,12 +142,14 @@ pub async fn run_helper(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| MountError::Spawn {
             program: name.clone(),
             source: e,
         })?;
+    let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
     let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => {
@@ -146,18 +158,42 @@ pub async fn run_helper(
                 source: e,
             })
         }
-        Err(_) => return Err(MountError::TimedOut(timeout)),
+        Err(_) => {
+            if let Some(pgid) = group {
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            }
+            return Err(MountError::TimedOut(timeout));
+        }
     };
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = redact_credentials_uri(&String::from_utf8_lossy(&output.stderr));
     let stderr: String = stderr.trim().chars().take(2000).collect();
     Err(MountError::Helper {
         program: name,
         status: output.status.to_string(),
         stderr,
     })
+}
+
+/// Replaces the id in every `/v2/credentials/<id>` (the key to the task role's credentials on
+/// the credentials endpoint) that a helper's message may quote.
+pub fn redact_credentials_uri(text: &str) -> String {
+    const MARK: &str = "/v2/credentials/";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i + MARK.len()]);
+        out.push_str("<redacted>");
+        rest = &rest[i + MARK.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Mount points at or below `root`, from a `/proc/self/mountinfo` text.
@@ -227,6 +263,15 @@ mod tests {
     }
 
     #[test]
+    fn credentials_ids_are_redacted_from_helper_messages() {
+        assert_eq!(
+            redact_credentials_uri("GET http://169.254.170.2/v2/credentials/ab-12.c failed; /v2/credentials/x'"),
+            "GET http://169.254.170.2/v2/credentials/<redacted> failed; /v2/credentials/<redacted>'"
+        );
+        assert_eq!(redact_credentials_uri("plain"), "plain");
+    }
+
+    #[test]
     fn the_nfs_data_string_carries_the_address_first() {
         assert_eq!(
             nfs_data("10.0.2.2".parse().unwrap(), crate::volumes::efs::NFS_OPTIONS),
@@ -259,11 +304,24 @@ mod tests {
         assert!(text.contains("access denied by server"), "{text}");
         assert!(text.contains("32"), "{text}");
         let started = std::time::Instant::now();
-        let err = run_helper(sh, &args("sleep 30"), Duration::from_millis(300))
+        // The helper's own children go with it (mount.efs runs mount.nfs4, stunnel…).
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let err = run_helper(sh, &args(&script), Duration::from_millis(500))
             .await
             .unwrap_err();
         assert!(matches!(err, MountError::TimedOut(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
+        let child: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let alive = std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .is_ok_and(|s| !s.contains(") Z "));
+        assert!(!alive, "the helper's child {child} survived the deadline");
         let err = run_helper(Path::new("/nonexistent/mount"), &[], Duration::from_secs(1))
             .await
             .unwrap_err();
