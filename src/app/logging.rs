@@ -8,7 +8,7 @@ use std::path::Path;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -33,7 +33,8 @@ const QUIET_AT_DEBUG: &[&str] = &[
     "bollard",
 ];
 
-/// The `tracing` filter directive for a level.
+/// The `tracing` filter directive for a level: a default level, then `target=level` for the
+/// dependencies in [`QUIET_AT_DEBUG`].
 pub fn filter_directive(level: LogLevel) -> String {
     let base = match level {
         LogLevel::Debug => "debug",
@@ -51,13 +52,22 @@ pub fn filter_directive(level: LogLevel) -> String {
     directive
 }
 
+/// The filter for a level. `Targets` matches targets by prefix as `EnvFilter` does, without the
+/// regex engine that `EnvFilter` brings along for span-field directives we never write (a test
+/// checks that both let the same events through at every level).
+fn filter_for(level: LogLevel) -> Targets {
+    filter_directive(level)
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
+}
+
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 fn layer_for<W>(format: LogFormat, writer: W, level: LogLevel, ansi: bool) -> BoxedLayer
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::new(filter_directive(level));
+    let filter = filter_for(level);
     match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -221,5 +231,103 @@ mod tests {
         assert!(d.contains("hyper=info"));
         assert_eq!(filter_directive(LogLevel::None), "off");
         assert_eq!(filter_directive(LogLevel::Crit), "error");
+    }
+
+    #[test]
+    fn every_level_parses_into_its_filter() {
+        use tracing::Level;
+        for level in [
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Warn,
+            LogLevel::Error,
+            LogLevel::Crit,
+            LogLevel::None,
+        ] {
+            let directive = filter_directive(level);
+            assert!(directive.parse::<Targets>().is_ok(), "{directive}");
+        }
+        let debug = filter_for(LogLevel::Debug);
+        assert!(debug.would_enable("ecs_agent::engine", &Level::DEBUG));
+        assert!(!debug.would_enable("hyper_util::client", &Level::DEBUG));
+        assert!(debug.would_enable("hyper::proto", &Level::INFO));
+        let info = filter_for(LogLevel::Info);
+        assert!(info.would_enable("ecs_agent", &Level::INFO));
+        assert!(!info.would_enable("ecs_agent", &Level::DEBUG));
+        let warn = filter_for(LogLevel::Warn);
+        assert!(!warn.would_enable("ecs_agent", &Level::INFO));
+        assert!(filter_for(LogLevel::Crit).would_enable("ecs_agent", &Level::ERROR));
+        assert!(!filter_for(LogLevel::Crit).would_enable("ecs_agent", &Level::WARN));
+        assert!(!filter_for(LogLevel::None).would_enable("ecs_agent", &Level::ERROR));
+    }
+
+    /// Records the target and level of every event that reaches it.
+    struct Record(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl<S: Subscriber> Layer<S> for Record {
+        fn on_event(&self, event: &Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            let meta = event.metadata();
+            let line = format!("{} {}", meta.target(), meta.level());
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    /// Which of one event per level, for the agent and each quieted dependency (and a target
+    /// that only shares a prefix with one), get through `filter`.
+    fn passed<F>(filter: F) -> Vec<String>
+    where
+        F: tracing_subscriber::layer::Filter<Registry> + Send + Sync + 'static,
+    {
+        macro_rules! at_every_level {
+            ($($target:literal),*) => {$(
+                tracing::error!(target: $target, "e");
+                tracing::warn!(target: $target, "w");
+                tracing::info!(target: $target, "i");
+                tracing::debug!(target: $target, "d");
+                tracing::trace!(target: $target, "t");
+            )*};
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let subscriber =
+            tracing_subscriber::registry().with(Record(seen.clone()).with_filter(filter));
+        tracing::subscriber::with_default(subscriber, || {
+            at_every_level!(
+                "ecs_agent::engine",
+                "aws_sdk_ecs::client",
+                "hyper::proto::h1",
+                "hyperlocal",
+                "hyper_util::client::legacy",
+                "h2::codec",
+                "rustls::conn",
+                "tower::buffer",
+                "aws_smithy_runtime::client::orchestrator",
+                "aws_config::imds",
+                "tungstenite::protocol",
+                "tokio_tungstenite",
+                "bollard::docker"
+            );
+        });
+        let passed = seen.lock().unwrap().clone();
+        passed
+    }
+
+    #[test]
+    fn every_level_filters_as_env_filter_did() {
+        for level in [
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Warn,
+            LogLevel::Error,
+            LogLevel::Crit,
+            LogLevel::None,
+        ] {
+            let directive = filter_directive(level);
+            let env_filter = tracing_subscriber::EnvFilter::new(&directive);
+            assert_eq!(passed(filter_for(level)), passed(env_filter), "{directive}");
+        }
+        let debug = passed(filter_for(LogLevel::Debug));
+        assert!(debug.contains(&"ecs_agent::engine DEBUG".to_owned()));
+        assert!(!debug.contains(&"hyper_util::client::legacy DEBUG".to_owned()));
+        assert!(debug.contains(&"hyper_util::client::legacy INFO".to_owned()));
     }
 }
