@@ -233,17 +233,19 @@ mod tests {
         assert_eq!(filter_directive(LogLevel::Crit), "error");
     }
 
+    const ALL_LEVELS: [LogLevel; 6] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+        LogLevel::Crit,
+        LogLevel::None,
+    ];
+
     #[test]
     fn every_level_parses_into_its_filter() {
         use tracing::Level;
-        for level in [
-            LogLevel::Debug,
-            LogLevel::Info,
-            LogLevel::Warn,
-            LogLevel::Error,
-            LogLevel::Crit,
-            LogLevel::None,
-        ] {
+        for level in ALL_LEVELS {
             let directive = filter_directive(level);
             assert!(directive.parse::<Targets>().is_ok(), "{directive}");
         }
@@ -313,14 +315,7 @@ mod tests {
 
     #[test]
     fn every_level_filters_as_env_filter_did() {
-        for level in [
-            LogLevel::Debug,
-            LogLevel::Info,
-            LogLevel::Warn,
-            LogLevel::Error,
-            LogLevel::Crit,
-            LogLevel::None,
-        ] {
+        for level in ALL_LEVELS {
             let directive = filter_directive(level);
             let env_filter = tracing_subscriber::EnvFilter::new(&directive);
             assert_eq!(passed(filter_for(level)), passed(env_filter), "{directive}");
