@@ -54,6 +54,15 @@ impl Task {
     pub fn id(&self) -> &str {
         self.arn.rsplit('/').next().unwrap_or(&self.arn)
     }
+
+    /// The path of the task role's credentials on the credentials endpoint
+    /// (`/v2/credentials/<id>`), when the task has a role.
+    pub fn role_credentials_uri(&self) -> Option<String> {
+        self.role_credentials
+            .as_ref()
+            .filter(|c| !c.credentials_id.is_empty())
+            .map(|c| format!("/v2/credentials/{}", c.credentials_id))
+    }
 }
 
 /// A container of a task.

@@ -153,15 +153,8 @@ pub(super) fn log_plan(
 /// Environment the agent adds to every container of a task.
 pub(super) fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    let role = task
-        .role_credentials
-        .as_ref()
-        .filter(|c| !c.credentials_id.is_empty());
-    if let (true, Some(c)) = (task_iam_role, role) {
-        env.insert(
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".to_owned(),
-            format!("/v2/credentials/{}", c.credentials_id),
-        );
+    if let (true, Some(uri)) = (task_iam_role, task.role_credentials_uri()) {
+        env.insert("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".to_owned(), uri);
     }
     env
 }

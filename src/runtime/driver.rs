@@ -217,14 +217,14 @@ impl Driver {
         self
     }
 
-    /// Carries out again, first, the commands a restored engine had under way
-    /// (`Engine::restore`).
     /// Mounts EFS volumes with `mounts`.
     pub fn with_efs(mut self, mounts: Arc<EfsMounts>) -> Self {
         self.efs = Some(mounts);
         self
     }
 
+    /// Carries out again, first, the commands a restored engine had under way
+    /// (`Engine::restore`).
     pub fn with_restored(mut self, redo: Vec<Command>) -> Self {
         self.redo = redo;
         self

@@ -12,12 +12,17 @@ use crate::volumes::efs_mounts::EfsMounts;
 pub(super) fn task_scoped_volumes(task: &Task) -> Vec<String> {
     task.volumes
         .iter()
-        .filter(|v| !is_shared(v) && v.efs_volume_configuration.is_none())
+        .filter(|v| !is_shared(v) && !is_efs(v))
         .filter_map(|v| match volume_source(task, v) {
             Ok((VolumeSource::DockerVolume(name), Some(_))) => Some(name),
             _ => None,
         })
         .collect()
+}
+
+/// An EFS volume: mounted by the agent, not a Docker volume.
+fn is_efs(v: &Volume) -> bool {
+    v.kind.as_deref() == Some("efs") || v.efs_volume_configuration.is_some()
 }
 
 fn is_shared(v: &Volume) -> bool {
@@ -105,7 +110,7 @@ pub(super) async fn prepare_volume(
     task: &Task,
     v: &Volume,
 ) -> Result<VolumeSource, String> {
-    if v.kind.as_deref() == Some("efs") || v.efs_volume_configuration.is_some() {
+    if is_efs(v) {
         let Some(efs) = efs else {
             return Err(format!(
                 "ResourceInitializationError: EFS volume {:?}: EFS volumes are not enabled in this agent mode",

@@ -73,10 +73,6 @@ impl EfsMounts {
         }
     }
 
-    pub fn settings(&self) -> &EfsSettings {
-        &self.settings
-    }
-
     /// Where a task's volume is mounted.
     pub fn target(&self, task_id: &str, volume: &str) -> PathBuf {
         self.settings.root.join(clean(task_id)).join(clean(volume))
@@ -105,10 +101,7 @@ impl EfsMounts {
             .efs_volume_configuration
             .clone()
             .unwrap_or(serde_json::Value::Null);
-        let role_uri = task
-            .role_credentials
-            .as_ref()
-            .map(|c| format!("/v2/credentials/{}", c.credentials_id));
+        let role_uri = task.role_credentials_uri();
         let s = &self.settings;
         let ctx = EfsContext {
             region: &s.region,
@@ -262,9 +255,10 @@ impl EfsMounts {
         }
         for target in mount::mounts_under(&mount::mountinfo(), &dir) {
             match mount::unmount(&target) {
-                Ok(_) => {
+                Ok(true) => {
                     tracing::info!(task = task_id, path = %target.display(), "efs volume unmounted")
                 }
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(task = task_id, path = %target.display(), error = %e, "efs unmount failed")
                 }
