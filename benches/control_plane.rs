@@ -125,6 +125,9 @@ impl Binary {
         };
         let path = dir.join("ecs-agent");
         std::fs::copy(&source, &path).with_context(|| format!("copy {}", source.display()))?;
+        // Written back before the agent starts, like an installed binary: the kernel cannot
+        // drop dirty pages, which would keep startup code resident (`src/app/memory.rs`).
+        std::fs::File::open(&path)?.sync_all()?;
         let bytes = std::fs::metadata(&path)?.len();
         Ok(Binary {
             path,
@@ -254,6 +257,41 @@ struct ProcSample {
     fds: usize,
 }
 
+/// For `scripts/idle-symbols`: the file offsets (hex, one per line) of the agent executable's
+/// code pages resident after the idle minute, from `/proc/PID/pagemap` (bit 63: present).
+fn write_idle_code_pages(pid: u32, out: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    const PAGE: u64 = 4096;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+    let exe = exe.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let mut pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap"))?;
+    let mut lines = String::new();
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || fields[5] != exe || !fields[1].contains('x') {
+            continue;
+        }
+        let (start, end) = fields[0].split_once('-').context("maps range")?;
+        let (start, end) = (
+            u64::from_str_radix(start, 16)?,
+            u64::from_str_radix(end, 16)?,
+        );
+        let offset = u64::from_str_radix(fields[2], 16)?;
+        let mut entries = vec![0u8; ((end - start) / PAGE * 8) as usize];
+        pagemap.seek(SeekFrom::Start(start / PAGE * 8))?;
+        pagemap.read_exact(&mut entries)?;
+        for (i, entry) in entries.chunks_exact(8).enumerate() {
+            let entry = u64::from_le_bytes(entry.try_into()?);
+            if entry >> 63 == 1 {
+                lines.push_str(&format!("{:x}\n", offset + i as u64 * PAGE));
+            }
+        }
+    }
+    std::fs::write(out, lines)?;
+    Ok(())
+}
+
 fn sample(agent: &Agent) -> Result<ProcSample> {
     let proc_dir = PathBuf::from(format!("/proc/{}", agent.pid()));
     let status = std::fs::read_to_string(proc_dir.join("status"))?;
@@ -333,6 +371,9 @@ async fn measure(sim: &EcsSim, docker: &Docker, agent: &Agent, cluster: &str) ->
     for step in 1..=2 {
         tokio::time::sleep_until(connected + IDLE_STEP * step).await;
         idle.push((30 * u64::from(step), sample(agent)?));
+    }
+    if let Some(out) = std::env::var_os("ECS_BENCH_IDLE_PAGES") {
+        write_idle_code_pages(agent.pid(), Path::new(&out))?;
     }
     let mut acs = Acs::new(sim, cluster);
     let cold = acs.run(1).await?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::resume::{forward_sent, save_registration, saved_state, start_image_cleanup};
-use super::{host, local_run, Exit};
+use super::{host, local_run, memory, Exit};
 use crate::config::Config;
 use crate::control::api::{self, backend_url};
 use crate::control::imds::{Imds, InstanceFacts};
@@ -259,6 +259,10 @@ pub async fn run(config: &Config) -> Exit {
         disable_metrics: config.disable_metrics,
         publish_interval: telemetry::PUBLISH_INTERVAL,
     }));
+    tokio::spawn(async {
+        tokio::time::sleep(memory::STARTUP_SETTLE).await;
+        let _ = tokio::task::spawn_blocking(memory::release_after_startup).await;
+    });
     let ctx = SessionContext {
         client,
         sdk,

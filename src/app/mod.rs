@@ -9,6 +9,7 @@ pub mod host;
 pub mod host_setup;
 pub mod local_run;
 mod logfile;
+mod memory;
 mod resume;
 pub(crate) use logfile::civil_from_days;
 pub mod logging;
@@ -233,6 +234,7 @@ fn quiet_logging_for_local_run(loaded: &mut Loaded) {
 }
 
 fn async_runtime() -> io::Result<tokio::runtime::Runtime> {
+    memory::limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
