@@ -3,16 +3,20 @@
 //! (failpoints: during a pull, after a create before the start, after a start, after a report
 //! was accepted but before it was recorded, during a stop, during cleanup, right after a state
 //! save; and at arbitrary times), restarted each time, and the test checks what ECS and Docker
-//! see: never two containers for one task container, no lost task, every task's reports in
-//! order, no host port leaked, nothing left behind after cleanup.
+//! see: never two containers for one task container, no lost task, every task's and every
+//! container's reports in order with exit codes on the stopped containers, each state change
+//! accepted once except where a kill fell between ECS accepting it and the agent saving that
+//! (read from the state file while the agent is dead), no host port leaked, nothing left
+//! behind after cleanup. At least 50 of the kills are the agent's own failpoints (every named
+//! one at least once); kills by the test at random times come on top.
 //!
 //! The agent only ever talks to 127.0.0.1: IMDS is the stub, ECS is the simulator.
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 use support::agent::{payload, Agent};
@@ -23,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The tests of this file run one at a time: one restarts dockerd, and all use the fixed
 /// credentials endpoint port.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-/// Kills the fault-injection test must survive.
+/// Failpoint kills the fault-injection test must survive (kills by the test do not count).
 const KILLS: usize = 50;
 /// Where each life of the agent dies: a failpoint and its occurrence, or `None` for a kill
 /// by the test at a time of its choosing.
@@ -218,29 +222,229 @@ async fn assert_no_duplicates(cluster: &str) {
     assert!(dupes.is_empty(), "duplicate containers: {dupes:?}");
 }
 
-/// Every task's reports: RUNNING then STOPPED, in that order. Returns how many reports
-/// repeated the previous one (idempotent for ECS).
-fn check_reports(reports: &BTreeMap<String, Vec<String>>, tasks: &[Tracked]) -> usize {
-    let mut repeats = 0;
+/// One thing a report tells ECS: a task's status, or a container's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Item {
+    Task(String, String),
+    Container(String, String, String),
+}
+
+/// The order of the backend statuses.
+fn rank(backend: &str) -> u8 {
+    match backend {
+        "PENDING" => 1,
+        "RUNNING" => 2,
+        "STOPPED" => 3,
+        other => panic!("not a backend status: {other}"),
+    }
+}
+
+/// The backend status a saved engine status (`sent`) covers.
+fn saved_rank(status: &str) -> u8 {
+    match status {
+        "NONE" => 0,
+        "MANIFEST_PULLED" | "PULLED" | "CREATED" => 1,
+        "RUNNING" | "RESOURCES_PROVISIONED" => 2,
+        "STOPPED" => 3,
+        other => panic!("not an engine status: {other}"),
+    }
+}
+
+/// The items of one accepted report.
+fn items_of(body: &Value) -> (Item, Vec<Item>) {
+    let task = body["task"].as_str().unwrap_or_default().to_owned();
+    let status = body["status"].as_str().unwrap_or_default().to_owned();
+    let containers = body["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            Item::Container(
+                task.clone(),
+                c["containerName"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    (Item::Task(task, status), containers)
+}
+
+/// What the agent's saved state (read while it is dead) records as accepted by ECS, as
+/// "does it cover this item".
+struct Saved(Value);
+
+impl Saved {
+    /// The state file the next life will load: the current one, else the previous copy.
+    fn read(dir: &std::path::Path) -> Saved {
+        let parse = |name: &str| {
+            std::fs::read(dir.join("data").join(name))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        };
+        Saved(
+            parse("ecs-agent-data.json")
+                .or_else(|| parse("ecs-agent-data.json.prev"))
+                .unwrap_or(Value::Null),
+        )
+    }
+
+    /// Whether a restart could send `item` again: ECS accepted it and the state does not say
+    /// so. A task the state no longer holds is never reported again.
+    fn may_repeat(&self, item: &Item) -> bool {
+        let task_of = |arn: &str| {
+            self.0["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["task"]["arn"] == arn)
+                .cloned()
+        };
+        match item {
+            Item::Task(arn, status) => task_of(arn)
+                .is_some_and(|t| saved_rank(t["sent"].as_str().unwrap_or("NONE")) < rank(status)),
+            Item::Container(arn, name, status) => task_of(arn).is_some_and(|t| {
+                t["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["name"] == name.as_str())
+                    .any(|c| saved_rank(c["sent"].as_str().unwrap_or("NONE")) < rank(status))
+            }),
+        }
+    }
+}
+
+/// One life of the agent, once it is over.
+struct Death {
+    /// The failpoint it was armed with, `None` for a kill by the test at a random time.
+    point: Option<&'static str>,
+    /// The armed failpoint killed it (not the test after waiting in vain).
+    real: bool,
+    /// When the test saw it dead: reports accepted before then belong to this life or earlier.
+    at: SystemTime,
+    /// Items ECS had accepted that the saved state did not record: the ones the next life may
+    /// legitimately send again.
+    window: BTreeSet<Item>,
+}
+
+/// Everything ECS accepted so far, as items.
+fn accepted_items(stand: &Stand) -> BTreeSet<Item> {
+    let mut out = BTreeSet::new();
+    for r in stand.sim.task_state_changes() {
+        let (task, containers) = items_of(&r.body);
+        out.insert(task);
+        out.extend(containers);
+    }
+    out
+}
+
+/// The checks on what ECS received over all lives:
+/// * each task: RUNNING then STOPPED, nothing else, in that order;
+/// * each container of each task: its statuses never go backwards and end STOPPED, with an
+///   exit code on every STOPPED;
+/// * exactly once as far as ECS can tell: an item is accepted again only by a later life, and
+///   only as many times as it was in a death's window (accepted by ECS, not yet saved as sent).
+///   A task status counts as sent again when a report carries it with nothing new (a report
+///   that carries new container statuses at the task's current status is their vehicle).
+///
+/// Returns how many items were sent again.
+fn check_reports(stand: &Stand, tasks: &[Tracked], deaths: &[Death]) -> usize {
+    let life_of = |at: SystemTime| deaths.iter().filter(|d| d.at < at).count();
+    // Where each item was sent (the life of each copy).
+    let mut copies: BTreeMap<Item, Vec<usize>> = BTreeMap::new();
+    let mut per_task: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut per_container: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for r in stand.sim.task_state_changes() {
+        let life = life_of(r.at);
+        let (task, containers) = items_of(&r.body);
+        let anything_new = containers.iter().any(|c| !copies.contains_key(c));
+        if !anything_new || !copies.contains_key(&task) {
+            copies.entry(task.clone()).or_default().push(life);
+        }
+        for c in &containers {
+            copies.entry(c.clone()).or_default().push(life);
+        }
+        let Item::Task(arn, status) = task else {
+            unreachable!()
+        };
+        per_task.entry(arn.clone()).or_default().push(status);
+        for c in r.body["containers"].as_array().into_iter().flatten() {
+            let name = c["containerName"].as_str().unwrap_or_default().to_owned();
+            let status = c["status"].as_str().unwrap_or_default().to_owned();
+            if status == "STOPPED" {
+                assert!(
+                    c["exitCode"].is_i64(),
+                    "{arn} {name}: STOPPED without an exit code: {}",
+                    r.body
+                );
+            }
+            per_container
+                .entry((arn.clone(), name))
+                .or_default()
+                .push(status);
+        }
+    }
     for t in tasks {
         let arn = t.json["arn"].as_str().unwrap();
-        let seen = reports.get(arn).cloned().unwrap_or_default();
-        let mut distinct: Vec<&str> = Vec::new();
-        for s in &seen {
-            if distinct.last() == Some(&s.as_str()) {
-                repeats += 1;
-            } else {
-                distinct.push(s);
-            }
-        }
+        let seen = per_task.get(arn).cloned().unwrap_or_default();
+        let mut distinct = seen.clone();
+        distinct.dedup();
         // Desired STOPPED is only sent once RUNNING was reported, so each task ran.
         assert_eq!(
             distinct,
             ["RUNNING", "STOPPED"],
             "{arn}: reports out of order or missing: {seen:?}"
         );
+        for name in ["app", "side"] {
+            let key = (arn.to_owned(), name.to_owned());
+            let statuses = per_container.get(&key).cloned().unwrap_or_default();
+            assert!(
+                statuses.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])),
+                "{arn} {name}: statuses out of order: {statuses:?}"
+            );
+            assert_eq!(
+                statuses.last().map(String::as_str),
+                Some("STOPPED"),
+                "{arn} {name}: never reported STOPPED: {statuses:?}"
+            );
+        }
+    }
+    let mut repeats = 0;
+    for (item, lives) in &copies {
+        let windows = deaths.iter().filter(|d| d.window.contains(item)).count();
+        assert!(
+            lives.len() <= 1 + windows,
+            "{item:?} accepted {} times (in lives {lives:?}) but only {windows} deaths could \
+             make it repeat",
+            lives.len()
+        );
+        assert!(
+            lives.windows(2).all(|w| w[0] < w[1]),
+            "{item:?} sent twice by one life: {lives:?}"
+        );
+        repeats += lives.len() - 1;
     }
     repeats
+}
+
+/// The failpoints of [`SCHEDULE`], each of which must kill the agent at least once.
+fn failpoint_names() -> BTreeSet<&'static str> {
+    SCHEDULE
+        .iter()
+        .flatten()
+        .map(|p| p.split_once(':').unwrap().0)
+        .collect()
+}
+
+/// How a failpoint kill counts: every named point fired, and at least [`KILLS`] of them.
+fn enough_real_kills(deaths: &[Death]) -> bool {
+    let real: Vec<&str> = deaths
+        .iter()
+        .filter(|d| d.real)
+        .filter_map(|d| d.point)
+        .map(|p| p.split_once(':').unwrap().0)
+        .collect();
+    real.len() >= KILLS && failpoint_names().iter().all(|n| real.contains(n))
 }
 
 #[tokio::test]
@@ -251,8 +455,7 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
     let stand = Stand::new("crash", port).await;
     let mut outbox = Outbox::default();
     let mut tasks: Vec<Tracked> = Vec::new();
-    let mut kills: Vec<String> = Vec::new();
-    let mut life = 0usize;
+    let mut deaths: Vec<Death> = Vec::new();
     let mut agent = stand.start(SCHEDULE[0]);
     let mut born = Instant::now();
     let mut connections = 0;
@@ -260,8 +463,9 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
     loop {
         assert!(
             Instant::now() < deadline,
-            "no end after {} kills ({kills:?}); reports: {:?}; last log:\n{}",
-            kills.len(),
+            "no end after {} deaths ({} real); reports: {:?}; last log:\n{}",
+            deaths.len(),
+            deaths.iter().filter(|d| d.real).count(),
             stand.reports(),
             agent.log()
         );
@@ -272,29 +476,47 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
                 .get(t.json["arn"].as_str().unwrap())
                 .is_some_and(|r| r.iter().any(|s| s == "STOPPED"))
         };
-        if kills.len() >= KILLS && tasks.iter().all(done) {
+        let enough = enough_real_kills(&deaths);
+        if enough && tasks.iter().all(done) {
             break;
         }
-        // The agent died (at its failpoint) or its time is up: restart it.
-        let point = SCHEDULE[life % SCHEDULE.len()];
+        // The agent died (at its failpoint) or its time is up: restart it. A failpoint not
+        // reached in time is a kill by the test too, and does not count as a failpoint kill.
+        let point = SCHEDULE[deaths.len() % SCHEDULE.len()];
         let timed_out = match point {
-            None => born.elapsed() > Duration::from_millis(400 + (life as u64 * 137) % 1800),
+            None => {
+                born.elapsed() > Duration::from_millis(400 + (deaths.len() as u64 * 137) % 1800)
+            }
             Some(_) => born.elapsed() > Duration::from_secs(20),
         };
         if timed_out {
             let _ = agent.child.kill();
         }
         if let Ok(Some(status)) = agent.child.try_wait() {
+            let log = agent.log();
             assert_eq!(
                 status.signal(),
                 Some(9),
-                "the agent ended otherwise than by SIGKILL ({status:?}); log:\n{}",
-                agent.log()
+                "the agent ended otherwise than by SIGKILL ({status:?}); log:\n{log}"
             );
-            kills.push(point.unwrap_or("timed").to_owned() + if timed_out { "(test)" } else { "" });
-            life += 1;
+            let real = point.is_some() && !timed_out;
+            assert!(
+                !real || log.contains("failpoint reached"),
+                "killed by something else than its failpoint {point:?}; log:\n{log}"
+            );
+            let saved = Saved::read(stand.dir.path());
+            let window = accepted_items(&stand)
+                .into_iter()
+                .filter(|i| saved.may_repeat(i))
+                .collect();
+            deaths.push(Death {
+                point,
+                real,
+                at: SystemTime::now(),
+                window,
+            });
             connections = stand.sim.acs_connections();
-            agent = stand.start(SCHEDULE[life % SCHEDULE.len()]);
+            agent = stand.start(SCHEDULE[deaths.len() % SCHEDULE.len()]);
             born = Instant::now();
         }
         if stand.sim.acs_connections() > connections && stand.sim.is_connected(WsKind::Acs) {
@@ -308,7 +530,7 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
         }
         // Keep up to three tasks going while kills remain to be made.
         let active = tasks.iter().filter(|t| !done(t)).count();
-        if kills.len() < KILLS && active < 3 {
+        if !enough && active < 3 {
             let task = stand.task(tasks.len(), tasks.len() % 3 == 2);
             outbox.send(&stand, vec![task.clone()]);
             tasks.push(Tracked {
@@ -375,17 +597,25 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let repeats = check_reports(&stand.reports(), &tasks);
-    let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
-    for k in &kills {
-        *histogram.entry(k.as_str()).or_default() += 1;
+    let repeats = check_reports(&stand, &tasks, &deaths);
+    let mut histogram: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &deaths {
+        let name = match (d.point, d.real) {
+            (Some(p), true) => p.to_owned(),
+            (Some(p), false) => format!("{p}(missed, test kill)"),
+            (None, _) => "random(test kill)".to_owned(),
+        };
+        *histogram.entry(name).or_default() += 1;
     }
+    let windows: usize = deaths.iter().map(|d| d.window.len()).sum();
     eprintln!(
-        "{} kills {histogram:?}; {} tasks; {repeats} repeated reports",
-        kills.len(),
+        "{} deaths, {} at failpoints {histogram:?}; {} tasks; {repeats} items sent again, \
+         {windows} items in crash windows",
+        deaths.len(),
+        deaths.iter().filter(|d| d.real).count(),
         tasks.len()
     );
-    assert!(kills.len() >= KILLS);
+    assert!(enough_real_kills(&deaths));
 }
 
 /// Starts the agent and waits for its ACS connection.
