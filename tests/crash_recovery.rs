@@ -785,49 +785,80 @@ async fn a_corrupt_state_file_is_set_aside_and_the_previous_copy_used() {
     support::agent::remove_containers(&stand.cluster).await;
 }
 
-#[tokio::test]
-async fn a_docker_restart_is_survived_and_the_dead_containers_reported() {
-    let _serial = SERIAL.lock().await;
-    let stand = Stand::new("dockerd", 45520).await;
+/// Runs a task, has `scripts/test-env <how>` take dockerd down and up again under it, and
+/// checks the agent reports the task's dead containers (with exit codes) and goes on with the
+/// new dockerd. Prints when dockerd answered again and when the report was in.
+async fn docker_outage_is_survived(prefix: &str, port: u16, how: &str) {
+    let stand = Stand::new(prefix, port).await;
     let agent = start_connected(&stand).await;
     let task = stand.task(1, false);
     stand
         .sim
-        .acs_send(payload(&stand.sim, "dockerd-1", 1, vec![task.clone()]))
+        .acs_send(payload(
+            &stand.sim,
+            &format!("{prefix}-1"),
+            1,
+            vec![task.clone()],
+        ))
         .unwrap();
     report(&stand, &task, "RUNNING", &agent).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-env");
+    let outage = Instant::now();
     let out = std::process::Command::new(script)
-        .arg("restart-dockerd")
+        .arg(how)
         .output()
         .unwrap();
+    let back = outage.elapsed();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let stopped_report = report(&stand, &task, "STOPPED", &agent).await;
+    eprintln!(
+        "{how}: dockerd answered again after {} ms, the STOPPED report was in after {} ms",
+        back.as_millis(),
+        outage.elapsed().as_millis()
+    );
     assert_eq!(
         stopped_report["reason"], "Essential container in task exited",
         "{stopped_report}"
     );
-    let app = stopped_report["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["containerName"] == "app")
-        .cloned()
-        .unwrap_or_else(|| panic!("{stopped_report}"));
-    assert_eq!(app["status"], "STOPPED");
+    // Every container's last report says STOPPED, with the exit code Docker recorded.
+    let last = last_container_reports(&stand, &task);
+    for name in ["app", "side"] {
+        let c = last
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} never reported"));
+        assert_eq!(c["status"], "STOPPED", "{name}: {c}");
+        assert!(c["exitCode"].is_i64(), "{name} without an exit code: {c}");
+    }
     // The agent goes on with the new dockerd.
     let next = stand.task(2, false);
     stand
         .sim
-        .acs_send(payload(&stand.sim, "dockerd-2", 2, vec![next.clone()]))
+        .acs_send(payload(
+            &stand.sim,
+            &format!("{prefix}-2"),
+            2,
+            vec![next.clone()],
+        ))
         .unwrap();
     report(&stand, &next, "RUNNING", &agent).await;
     drop(agent);
     support::agent::remove_containers(&stand.cluster).await;
+}
+
+#[tokio::test]
+async fn a_docker_restart_is_survived_and_the_dead_containers_reported() {
+    let _serial = SERIAL.lock().await;
+    docker_outage_is_survived("dockerd", 45520, "restart-dockerd").await;
+}
+
+#[tokio::test]
+async fn a_killed_dockerd_is_survived_and_the_dead_containers_reported() {
+    let _serial = SERIAL.lock().await;
+    docker_outage_is_survived("dockerkill", 45540, "kill-dockerd").await;
 }
 
 #[tokio::test]
@@ -887,4 +918,161 @@ async fn containers_of_the_cluster_unknown_to_the_state_are_reported_and_removed
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gone, "removed when asked; log:\n{}", agent.log());
+}
+
+/// The saved state as JSON (current file).
+fn saved_json(stand: &Stand) -> Value {
+    let bytes = std::fs::read(stand.dir.path().join("data/ecs-agent-data.json")).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The Docker IDs of the cluster's containers, by container name.
+async fn ids_by_name(cluster: &str) -> BTreeMap<String, Vec<String>> {
+    let docker = support::env::docker().await;
+    let label = format!("com.amazonaws.ecs.cluster={cluster}");
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in support::env::containers_labelled(&docker, &label)
+        .await
+        .unwrap()
+    {
+        let labels = c.labels.unwrap_or_default();
+        let name = labels
+            .get("com.amazonaws.ecs.container-name")
+            .cloned()
+            .unwrap_or_default();
+        out.entry(name).or_default().extend(c.id);
+    }
+    out
+}
+
+/// Waits (off the runtime) for the agent to end; panics unless SIGKILL ended it.
+async fn died_at_failpoint(agent: Agent) {
+    let (agent, status) = tokio::task::spawn_blocking(move || {
+        let mut agent = agent;
+        let status = agent.child.wait().unwrap();
+        (agent, status)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.signal(), Some(9), "log:\n{}", agent.log());
+    assert!(agent.log().contains("failpoint reached"), "{}", agent.log());
+}
+
+#[tokio::test]
+async fn a_container_created_just_before_a_crash_is_adopted_by_name_not_created_again() {
+    let _serial = SERIAL.lock().await;
+    let stand = Stand::new("byname", 45550).await;
+    let agent = stand.start(Some("created:1"));
+    assert!(
+        stand.sim.wait_connected(WsKind::Acs, 1, WAIT).await,
+        "log:\n{}",
+        agent.log()
+    );
+    let task = stand.task(1, false);
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "byname-1", 1, vec![task.clone()]))
+        .unwrap();
+    // Dies right after Docker created a container, before its ID was saved (the creates of a
+    // task's containers run side by side: the other one may be there too).
+    died_at_failpoint(agent).await;
+    let before = ids_by_name(&stand.cluster).await;
+    let saved = saved_json(&stand);
+    let orphans: BTreeMap<String, String> = saved["tasks"][0]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["in_flight"] == "CREATED" && c["docker_id"].is_null())
+        .filter_map(|c| {
+            let name = c["name"].as_str().unwrap().to_owned();
+            let ids = before.get(&name)?;
+            assert_eq!(ids.len(), 1, "{name}: {ids:?}");
+            Some((name, ids[0].clone()))
+        })
+        .collect();
+    assert!(
+        !orphans.is_empty(),
+        "a container exists whose create was under way and whose ID was never saved: \
+         {before:?}; {saved}"
+    );
+
+    // The next life creates them again by the same names: Docker says 409, the agent adopts.
+    let agent = start_connected(&stand).await;
+    let running = report(&stand, &task, "RUNNING", &agent).await;
+    let after = ids_by_name(&stand.cluster).await;
+    assert_eq!(after.values().map(Vec::len).sum::<usize>(), 2, "{after:?}");
+    let last = last_container_reports(&stand, &task);
+    for (name, id) in &orphans {
+        assert_eq!(
+            after[name],
+            [id.clone()],
+            "{name}: the same container, not a second"
+        );
+        assert_eq!(last[name]["runtimeId"], json!(id), "{running}");
+    }
+    drop(agent);
+    support::agent::remove_containers(&stand.cluster).await;
+}
+
+/// Each container's last report for the task, by container name.
+fn last_container_reports(stand: &Stand, task: &Value) -> BTreeMap<String, Value> {
+    let mut last = BTreeMap::new();
+    for r in stand.sim.task_state_changes() {
+        if r.body["task"] == task["arn"] {
+            for c in r.body["containers"].as_array().into_iter().flatten() {
+                last.insert(c["containerName"].as_str().unwrap().to_owned(), c.clone());
+            }
+        }
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_container_that_exited_while_the_agent_was_down_is_reported_stopped_with_its_exit_code() {
+    let _serial = SERIAL.lock().await;
+    let stand = Stand::new("downexit", 45560).await;
+    let agent = start_connected(&stand).await;
+    let task = stand.task(1, false);
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "downexit-1", 1, vec![task.clone()]))
+        .unwrap();
+    report(&stand, &task, "RUNNING", &agent).await;
+    kill(agent);
+    // While the agent is down, the essential container is killed (exit code 137).
+    let app = ids_by_name(&stand.cluster).await["app"][0].clone();
+    let docker = support::env::docker().await;
+    docker
+        .kill_container(
+            &app,
+            Some(
+                bollard::query_parameters::KillContainerOptionsBuilder::default()
+                    .signal("KILL")
+                    .build(),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut waited = docker.wait_container(
+        &app,
+        None::<bollard::query_parameters::WaitContainerOptions>,
+    );
+    while futures_util::StreamExt::next(&mut waited).await.is_some() {}
+
+    let agent = start_connected(&stand).await;
+    let stopped_report = report(&stand, &task, "STOPPED", &agent).await;
+    assert_eq!(
+        stopped_report["reason"], "Essential container in task exited",
+        "{stopped_report}"
+    );
+    let last = last_container_reports(&stand, &task);
+    let reported = last
+        .get("app")
+        .cloned()
+        .unwrap_or_else(|| panic!("{last:?}"));
+    assert_eq!(reported["status"], "STOPPED");
+    assert_eq!(reported["exitCode"], 137, "{reported}");
+    assert_eq!(reported["runtimeId"], json!(app));
+    drop(agent);
+    support::agent::remove_containers(&stand.cluster).await;
 }
