@@ -1,7 +1,9 @@
 //! Where each container's shipping stands, saved after every batch CloudWatch accepted: one
-//! small file per container under `ECS_DATADIR/logs/` (crash-safe writes, mode 0600), holding
-//! the destination and the position of the last line shipped. A restarted agent resumes from
-//! it: no gap, no duplicate.
+//! small file per container under `ECS_DATADIR/logs/` (mode 0600), holding the destination and
+//! the position of the last line shipped. Writes are atomic but not fsynced
+//! (`state::replace_file`): they survive an agent crash, while a power cut may bring back an
+//! older position (lines shipped again, none lost) — the exception `docs/state.md` lists. A
+//! restarted agent resumes from it: no gap, and no duplicate after an agent crash.
 //!
 //! A position is the line's Docker timestamp (nanoseconds) plus its index among the lines
 //! that carry exactly that timestamp, so two lines logged in the same nanosecond are told apart.

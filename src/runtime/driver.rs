@@ -715,17 +715,19 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Follows Docker's event stream, reopening it when it drops; after a reopen every container
-/// is re-inspected, since events may have been missed.
+/// Follows Docker's event stream. When it drops (dockerd restarted or killed), waits until
+/// Docker answers a ping again, reopens the stream and asks for a resync: every known container
+/// is re-inspected, since events were missed meanwhile. Each stream is opened with `since` set
+/// to a moment taken before the resync is asked for, so Docker replays whatever happened
+/// between that moment and its subscription: no event falls between the resync and the stream.
 async fn watch_events(docker: DockerRuntime, tx: mpsc::UnboundedSender<Msg>) {
-    let mut backoff = Duration::from_millis(250);
+    let mut since = SystemTime::now();
     loop {
         {
-            let mut events = Box::pin(docker.events());
+            let mut events = Box::pin(docker.events(since));
             while let Some(item) = events.next().await {
                 match item {
                     Ok((docker_id, event)) => {
-                        backoff = Duration::from_millis(250);
                         if tx
                             .send(Msg::Input(Input::Docker { docker_id, event }))
                             .is_err()
@@ -740,11 +742,32 @@ async fn watch_events(docker: DockerRuntime, tx: mpsc::UnboundedSender<Msg>) {
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        wait_for_docker(&docker).await;
+        since = SystemTime::now();
         if tx.send(Msg::Resync).is_err() {
             return;
         }
+    }
+}
+
+/// Waits until Docker answers a ping: 250 ms first, doubling to 30 s while it does not (the
+/// backoff starts over at each call, that is after every success).
+async fn wait_for_docker(docker: &DockerRuntime) {
+    let mut backoff = Duration::from_millis(250);
+    let mut failed = false;
+    loop {
+        tokio::time::sleep(backoff).await;
+        if docker.ping().await {
+            if failed {
+                tracing::info!("docker answers again; reconciling");
+            }
+            return;
+        }
+        if !failed {
+            tracing::warn!("docker does not answer; waiting for it");
+            failed = true;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -778,17 +801,42 @@ mod tests {
     use crate::engine::DockerEvent;
     use crate::runtime::DockerSettings;
 
+    /// What the fake dockerd saw.
+    #[derive(Default)]
+    struct Seen {
+        /// Event streams opened, with their `since`.
+        events: std::sync::Mutex<Vec<Option<String>>>,
+        /// Pings, answered or not.
+        pings: AtomicUsize,
+    }
+
     /// A fake dockerd on a unix socket whose event stream sends one `die` event, then ends.
-    async fn fake_docker(dir: &std::path::Path) -> (DockerRuntime, Arc<AtomicUsize>) {
+    async fn fake_docker(dir: &std::path::Path) -> (DockerRuntime, Arc<Seen>) {
+        fake_docker_down_for(dir, 0).await
+    }
+
+    /// [`fake_docker`] that fails its first `failed_pings` pings, as a restarting dockerd does.
+    async fn fake_docker_down_for(
+        dir: &std::path::Path,
+        failed_pings: usize,
+    ) -> (DockerRuntime, Arc<Seen>) {
         let sock = dir.join("docker.sock");
         let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-        let opened = Arc::new(AtomicUsize::new(0));
-        let counter = opened.clone();
+        let seen = Arc::new(Seen::default());
+        let recorder = seen.clone();
         let pulls = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-            let counter = counter.clone();
+            let seen = recorder.clone();
             let pulls = pulls.clone();
             async move {
+                if uri.path().ends_with("/_ping") {
+                    let n = seen.pings.fetch_add(1, Ordering::SeqCst);
+                    return if n < failed_pings {
+                        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                    } else {
+                        (axum::http::StatusCode::OK, "OK".to_owned())
+                    };
+                }
                 if uri.path().ends_with("/images/create") {
                     // Records the most pulls in flight at once, in the second counter.
                     let now = pulls.0.fetch_add(1, Ordering::SeqCst) + 1;
@@ -804,7 +852,16 @@ mod tests {
                 if !uri.path().ends_with("/events") {
                     return (axum::http::StatusCode::NOT_FOUND, String::new());
                 }
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let since = uri
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("since=").map(str::to_owned));
+                let n = {
+                    let mut events = seen.events.lock().unwrap();
+                    events.push(since);
+                    events.len()
+                };
                 let event = serde_json::json!({"Type": "container", "Action": "die", "time": 1,
                     "Actor": {"ID": format!("c{n}"), "Attributes": {"exitCode": "3"}}});
                 (axum::http::StatusCode::OK, format!("{event}\n"))
@@ -824,35 +881,74 @@ mod tests {
             start_timeout: Duration::from_secs(5),
             max_concurrent_pulls: 2,
         };
-        (DockerRuntime::new(docker, settings), opened)
+        (DockerRuntime::new(docker, settings), seen)
     }
 
-    #[tokio::test]
-    async fn a_dropped_event_stream_is_reopened_after_asking_for_a_resync() {
-        let dir = tempfile::tempdir().unwrap();
-        let (runtime, opened) = fake_docker(dir.path()).await;
+    /// What the watcher sends, in words, until `n` messages; with the pings answered so far
+    /// at each resync.
+    async fn watched(runtime: DockerRuntime, seen: &Seen, n: usize) -> Vec<String> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let watcher = tokio::spawn(watch_events(runtime, tx));
-        let mut seen = Vec::new();
-        while seen.len() < 3 {
-            let msg = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        let mut out = Vec::new();
+        while out.len() < n {
+            let msg = tokio::time::timeout(Duration::from_secs(20), rx.recv())
                 .await
                 .expect("a message")
                 .unwrap();
-            seen.push(match msg {
+            out.push(match msg {
                 Msg::Input(Input::Docker {
                     docker_id,
                     event: DockerEvent::Died { exit_code },
                 }) => format!("{docker_id} died {exit_code:?}"),
-                Msg::Resync => "resync".to_owned(),
+                Msg::Resync => format!("resync after {} pings", seen.pings.load(Ordering::SeqCst)),
                 _ => "other".to_owned(),
             });
         }
         watcher.abort();
-        assert_eq!(seen, ["c1 died Some(3)", "resync", "c2 died Some(3)"]);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_dropped_event_stream_is_reopened_and_then_a_resync_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, seen) = fake_docker(dir.path()).await;
+        let out = watched(runtime, &seen, 3).await;
+        assert_eq!(
+            out,
+            ["c1 died Some(3)", "resync after 1 pings", "c2 died Some(3)"]
+        );
+        let events = seen.events.lock().unwrap().clone();
+        assert!(events.len() >= 2, "the stream was opened again");
+        let since: Vec<f64> = events
+            .iter()
+            .map(|s| {
+                s.as_deref()
+                    .expect("since on every stream")
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
         assert!(
-            opened.load(Ordering::SeqCst) >= 2,
-            "the stream was opened again"
+            since[1] >= since[0],
+            "a later since on the reopened stream: {since:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resync_waits_until_docker_answers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, seen) = fake_docker_down_for(dir.path(), 2).await;
+        let out = watched(runtime, &seen, 5).await;
+        assert_eq!(
+            out,
+            [
+                "c1 died Some(3)",
+                "resync after 3 pings",
+                "c2 died Some(3)",
+                "resync after 4 pings",
+                "c3 died Some(3)"
+            ],
+            "no resync before Docker answers; then one ping is enough again"
         );
     }
 
