@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use crate::images::{asm_credentials, ecr_auth, EcrAuth, EngineAuth};
 use crate::model::Task;
+use crate::secrets::cache::SecretsCache;
+use crate::secrets::{ContainerSecrets, SecretRef, TaskSecretRefs};
 
 /// What a pull may authenticate with.
 pub(super) struct PullAuth {
@@ -45,22 +47,18 @@ impl PullAuth {
     }
 }
 
-/// The container's secrets, fetched before it is created: those for its environment, and
-/// those for its log driver's options (`target` `LOG_DRIVER`).
+/// The container's secrets (environment and log driver options), from the resolution of every
+/// secret of its task: the first create of a task resolves them all, the others wait for it.
 pub(super) async fn container_secrets(
+    cache: &SecretsCache,
     sdk: Option<&aws_config::SdkConfig>,
     execution: Option<&crate::model::RoleCredentials>,
     task: &Task,
-    model: &crate::model::Container,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
-    let refs: Vec<crate::secrets::SecretRef> = model
-        .secrets
-        .iter()
-        .flatten()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
-        .collect();
+    container: &str,
+) -> Result<ContainerSecrets, String> {
+    let refs = task_secret_refs(task);
     if refs.is_empty() {
-        return Ok(Default::default());
+        return Ok(ContainerSecrets::default());
     }
     let Some(sdk) = sdk else {
         return Err(
@@ -68,17 +66,29 @@ pub(super) async fn container_secrets(
         );
     };
     let region = task.arn.split(':').nth(3).unwrap_or_default().to_owned();
-    let mut values = crate::secrets::resolve(sdk, execution, &region, &refs).await?;
-    let mut log_options = BTreeMap::new();
-    for r in refs
+    let all = cache
+        .task(&task.arn, || {
+            crate::secrets::resolve_task(sdk, execution, &region, &refs)
+        })
+        .await?;
+    Ok(all.get(container).cloned().unwrap_or_default())
+}
+
+/// The secrets of every container of a task that has any.
+fn task_secret_refs(task: &Task) -> TaskSecretRefs {
+    task.containers
         .iter()
-        .filter(|r| r.target.as_deref() == Some("LOG_DRIVER"))
-    {
-        if let Some(v) = values.remove(&r.name) {
-            log_options.insert(r.name.clone(), v);
-        }
-    }
-    Ok((values, log_options))
+        .map(|c| {
+            let refs: Vec<SecretRef> = c
+                .secrets
+                .iter()
+                .flatten()
+                .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                .collect();
+            (c.name.clone(), refs)
+        })
+        .filter(|(_, refs)| !refs.is_empty())
+        .collect()
 }
 
 /// The container's log configuration: its `dockerConfig.hostConfig` `LogConfig` with the
