@@ -140,9 +140,14 @@ pub(super) fn log_plan(
     };
     match effective {
         Some((typ, config)) if typ == "awslogs" && agent_ships => {
-            let options = crate::logs::options::AwsLogsOptions::parse(&config).map_err(|e| {
-                format!("CannotCreateContainerError: failed to initialize logging driver: {e}")
-            })?;
+            let from_secrets = secret_options.keys().cloned().collect();
+            let options =
+                crate::logs::options::AwsLogsOptions::parse_with_secrets(&config, &from_secrets)
+                    .map_err(|e| {
+                        format!(
+                            "CannotCreateContainerError: failed to initialize logging driver: {e}"
+                        )
+                    })?;
             let (local, local_options) = crate::logs::options::local_log_driver();
             Ok(LogPlan {
                 docker: as_docker(local, local_options),
@@ -160,6 +165,14 @@ pub(super) fn log_plan(
     }
 }
 
+/// `text` with every non-empty secret value in `values` blanked out.
+pub(super) fn redact<'a>(mut text: String, values: impl Iterator<Item = &'a String>) -> String {
+    for v in values.filter(|v| !v.is_empty()) {
+        text = text.replace(v.as_str(), "<secret>");
+    }
+    text
+}
+
 /// Environment the agent adds to every container of a task.
 pub(super) fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
@@ -167,4 +180,57 @@ pub(super) fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, St
         env.insert("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".to_owned(), uri);
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn awslogs_container(options: serde_json::Value) -> crate::model::Container {
+        let host_config = serde_json::json!({"LogConfig": {"Type": "awslogs", "Config": options}});
+        crate::model::Container {
+            name: "app".into(),
+            docker_config: Some(crate::model::DockerConfig {
+                host_config: Some(host_config.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secret_values_are_blanked_out_of_docker_errors() {
+        let values = ["t0ken".to_owned(), String::new()];
+        let text = redact("bad log opt splunk-token: \"t0ken\"".into(), values.iter());
+        assert_eq!(text, "bad log opt splunk-token: \"<secret>\"");
+    }
+
+    #[test]
+    fn a_bad_awslogs_option_from_a_secret_fails_the_create_without_its_value() {
+        let model = awslogs_container(serde_json::json!({"awslogs-group": "g"}));
+        for option in [
+            "mode",
+            "awslogs-create-group",
+            "awslogs-max-buffered-events",
+        ] {
+            let secret = [(option.to_owned(), "s3cret-value".to_owned())].into();
+            let Err(reason) = log_plan(&model, &secret, true) else {
+                panic!("{option}: a bad value is refused");
+            };
+            assert!(
+                reason.starts_with("CannotCreateContainerError: ") && reason.contains(option),
+                "{reason}"
+            );
+            assert!(!reason.contains("s3cret"), "{reason}");
+        }
+        let plain =
+            awslogs_container(serde_json::json!({"awslogs-group": "g", "mode": "plain-bad"}));
+        let Err(reason) = log_plan(&plain, &BTreeMap::new(), true) else {
+            panic!("a bad plain value is refused");
+        };
+        assert!(
+            reason.contains("\"plain-bad\""),
+            "a plain value is quoted: {reason}"
+        );
+    }
 }

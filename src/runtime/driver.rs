@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::cgroup::{self, CgroupSettings};
-use super::container_inputs::{agent_env, container_secrets, log_plan, PullAuth};
+use super::container_inputs::{agent_env, container_secrets, log_plan, redact, PullAuth};
 use super::create::{create_body, CreateContext, ResolvedPort};
 use super::docker::DockerRuntime;
 use super::names;
@@ -633,6 +633,13 @@ impl Driver {
             match create_body(&task, model, &ctx) {
                 Ok(body) => {
                     let outcome = docker.create(&peer_names[&model.name], body).await;
+                    // Docker may quote a bad log option, and that may be a secret's value.
+                    let outcome = match outcome {
+                        Outcome::CreateFailed { reason } => Outcome::CreateFailed {
+                            reason: redact(reason, log_options.values()),
+                        },
+                        other => other,
+                    };
                     if let Outcome::Created { docker_id } = &outcome {
                         lock(&images).used(&model.image, now_millis());
                         if let (Some(logs), Some(options)) = (&logs, plan.ship) {
