@@ -2,8 +2,12 @@
 //! parsed and checked as Docker's awslogs driver checks them (unknown options and bad values are
 //! refused, naming the option), the stream name as ECS builds it, and the pattern that starts a
 //! multiline event. Pure.
+//!
+//! An error quotes a bad value only when the option did not come from a secret
+//! (`logConfiguration.secretOptions`): a secret's value never reaches an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,12 +59,12 @@ pub enum OptionsError {
     NoGroup,
     #[error("unknown log opt '{0}' for awslogs log driver")]
     Unknown(String),
-    #[error("{option}: {value:?} is not true or false")]
-    NotBool { option: &'static str, value: String },
-    #[error("{option}: {value:?} is not one of blocking, non-blocking")]
-    BadMode { option: &'static str, value: String },
-    #[error("{option}: {value:?} is not a positive integer")]
-    NotPositive { option: &'static str, value: String },
+    #[error("{option}: {value} is not true or false")]
+    NotBool { option: &'static str, value: Shown },
+    #[error("{option}: {value} is not one of blocking, non-blocking")]
+    BadMode { option: &'static str, value: Shown },
+    #[error("{option}: {value} is not a positive integer")]
+    NotPositive { option: &'static str, value: Shown },
     #[error("awslogs-datetime-format and awslogs-multiline-pattern cannot both be set")]
     BothPatterns,
     #[error("{option}: invalid regular expression: {reason}")]
@@ -70,8 +74,44 @@ pub enum OptionsError {
     },
 }
 
+/// A bad value as an error shows it: quoted, or only said to come from a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown {
+    Value(String),
+    FromSecret,
+}
+
+impl Shown {
+    fn of(option: &str, value: &str, secret: &BTreeSet<String>) -> Shown {
+        if secret.contains(option) {
+            Shown::FromSecret
+        } else {
+            Shown::Value(value.to_owned())
+        }
+    }
+}
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shown::Value(v) => write!(f, "{v:?}"),
+            Shown::FromSecret => f.write_str("the value from its secret"),
+        }
+    }
+}
+
 impl AwsLogsOptions {
+    /// Parses options none of which came from a secret.
     pub fn parse(options: &BTreeMap<String, String>) -> Result<Self, OptionsError> {
+        Self::parse_with_secrets(options, &BTreeSet::new())
+    }
+
+    /// Parses options; those named in `secret` came from secrets, and an error about one of
+    /// them does not show its value.
+    pub fn parse_with_secrets(
+        options: &BTreeMap<String, String>,
+        secret: &BTreeSet<String>,
+    ) -> Result<Self, OptionsError> {
         if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(OptionsError::Unknown(unknown.clone()));
         }
@@ -80,7 +120,7 @@ impl AwsLogsOptions {
             None | Some("") => false,
             Some(value) => parse_go_bool(value).ok_or_else(|| OptionsError::NotBool {
                 option: "awslogs-create-group",
-                value: value.to_owned(),
+                value: Shown::of("awslogs-create-group", value, secret),
             })?,
         };
         let mode = get("mode");
@@ -90,14 +130,14 @@ impl AwsLogsOptions {
         {
             return Err(OptionsError::BadMode {
                 option: "mode",
-                value: m.to_owned(),
+                value: Shown::of("mode", m, secret),
             });
         }
         for option in [
             "awslogs-force-flush-interval-seconds",
             "awslogs-max-buffered-events",
         ] {
-            check_positive(option, options.get(option))?;
+            check_positive(option, options.get(option), secret)?;
         }
         let parsed = AwsLogsOptions {
             group: get("awslogs-group").ok_or(OptionsError::NoGroup)?,
@@ -148,13 +188,17 @@ impl AwsLogsOptions {
 
 /// Docker refuses a numeric option that is not a positive integer, though the agent does not
 /// use these two (it flushes and buffers on its own terms).
-fn check_positive(option: &'static str, value: Option<&String>) -> Result<(), OptionsError> {
+fn check_positive(
+    option: &'static str,
+    value: Option<&String>,
+    secret: &BTreeSet<String>,
+) -> Result<(), OptionsError> {
     match value.map(String::as_str) {
         None | Some("") => Ok(()),
         Some(v) if v.parse::<i64>().is_ok_and(|n| n > 0) => Ok(()),
         Some(v) => Err(OptionsError::NotPositive {
             option,
-            value: v.to_owned(),
+            value: Shown::of(option, v, secret),
         }),
     }
 }
@@ -300,6 +344,39 @@ mod tests {
     }
 
     #[test]
+    fn errors_never_show_the_value_of_an_option_from_a_secret() {
+        let cases: &[(&str, &str)] = &[
+            ("awslogs-create-group", "s3cret-bool"),
+            ("mode", "s3cret-mode"),
+            ("awslogs-force-flush-interval-seconds", "s3cret-n"),
+            ("awslogs-max-buffered-events", "s3cret-m"),
+        ];
+        for (option, value) in cases {
+            let options = opts(&[("awslogs-group", "g"), (option, value)]);
+            let plain = AwsLogsOptions::parse(&options).unwrap_err().to_string();
+            assert!(
+                plain.contains(value),
+                "a plain option's value is shown: {plain}"
+            );
+            let secret = [option.to_string()].into();
+            let err = AwsLogsOptions::parse_with_secrets(&options, &secret)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(option), "the option is named: {err}");
+            assert!(!err.contains("s3cret"), "no secret value: {err}");
+        }
+        let pattern = opts(&[
+            ("awslogs-group", "g"),
+            ("awslogs-multiline-pattern", "(s3cret"),
+        ]);
+        let secret = ["awslogs-multiline-pattern".to_owned()].into();
+        let err = AwsLogsOptions::parse_with_secrets(&pattern, &secret)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
     fn every_option_ecs_users_set_is_read() {
         let o = AwsLogsOptions::parse(&opts(&[
             ("awslogs-group", "/ecs/app"),
@@ -360,7 +437,7 @@ mod tests {
                 err,
                 OptionsError::NotBool {
                     option: "awslogs-create-group",
-                    value: refused.to_owned()
+                    value: Shown::Value(refused.to_owned())
                 }
             );
         }

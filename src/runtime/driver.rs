@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::cgroup::{self, CgroupSettings};
-use super::container_inputs::{agent_env, container_secrets, log_plan, PullAuth};
+use super::container_inputs::{agent_env, container_secrets, log_plan, redact, PullAuth};
 use super::create::{create_body, CreateContext, ResolvedPort};
 use super::docker::DockerRuntime;
 use super::names;
@@ -34,6 +34,7 @@ use crate::logs::cloudwatch::Destination;
 use crate::logs::options::AwsLogsOptions;
 use crate::logs::shipper::Shipper;
 use crate::model::{Status, Task};
+use crate::secrets::cache::SecretsCache;
 use crate::volumes::efs_mounts::EfsMounts;
 
 /// How often every known container is re-inspected in steady state.
@@ -111,6 +112,8 @@ pub struct Driver {
     logs: Option<Arc<LogShipping>>,
     /// Mounts tasks' EFS volumes (without it, EFS volumes stop their tasks).
     efs: Option<Arc<EfsMounts>>,
+    /// Tasks' secrets, resolved once per task before its first container is created.
+    secret_values: Arc<SecretsCache>,
 }
 
 /// Inputs handled together before the state is saved once.
@@ -159,6 +162,7 @@ impl Driver {
             redo: Vec::new(),
             logs: None,
             efs: None,
+            secret_values: Default::default(),
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -418,6 +422,7 @@ impl Driver {
             Command::TaskRemoved { task_arn, task } => {
                 tracing::info!(task = %task_arn, "task cleaned up");
                 self.remove_cgroup(&task_arn);
+                self.secret_values.release(&task_arn);
                 let docker = self.docker.clone();
                 let efs = self.efs.clone();
                 tokio::spawn(async move {
@@ -567,20 +572,28 @@ impl Driver {
         let cgroups = self.cgroups.clone();
         let mut env = agent_env(&task, self.task_iam_role);
         let secrets = self.secrets.clone();
+        let secret_values = self.secret_values.clone();
         let execution = self.execution_credentials(&task);
         let images = self.images.clone();
         let logs = self.logs.clone();
         let efs = self.efs.clone();
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
-            let log_options =
-                match container_secrets(secrets.as_ref(), execution.as_ref(), &task, model).await {
-                    Ok((values, log_options)) => {
-                        env.extend(values);
-                        log_options
-                    }
-                    Err(reason) => return Outcome::CreateFailed { reason },
-                };
+            let found = container_secrets(
+                &secret_values,
+                secrets.as_ref(),
+                execution.as_ref(),
+                &task,
+                &model.name,
+            )
+            .await;
+            let log_options = match found {
+                Ok(values) => {
+                    env.extend(values.env);
+                    values.log_options
+                }
+                Err(reason) => return Outcome::CreateFailed { reason },
+            };
             let cgroup_parent = match &cgroups {
                 Some(cg) => match prepare_cgroup(&task, cg) {
                     Ok(parent) => Some(parent),
@@ -620,6 +633,13 @@ impl Driver {
             match create_body(&task, model, &ctx) {
                 Ok(body) => {
                     let outcome = docker.create(&peer_names[&model.name], body).await;
+                    // Docker may quote a bad log option, and that may be a secret's value.
+                    let outcome = match outcome {
+                        Outcome::CreateFailed { reason } => Outcome::CreateFailed {
+                            reason: redact(reason, log_options.values()),
+                        },
+                        other => other,
+                    };
                     if let Outcome::Created { docker_id } = &outcome {
                         lock(&images).used(&model.image, now_millis());
                         if let (Some(logs), Some(options)) = (&logs, plan.ship) {
