@@ -22,8 +22,8 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::batch::{split_oversize, Batcher, Event};
-use super::checkpoint::{Checkpoints, Position, Record};
+use super::batch::{split_oversize, Batcher, Event, MAX_EVENT_BYTES};
+use super::checkpoint::{Checkpoints, FileOffset, Position, Record};
 use super::cloudwatch::{CloudWatch, Counters};
 use super::jsonfile::JsonLog;
 use super::multiline::{Grouper, Line};
@@ -145,7 +145,7 @@ impl Shipper {
             let draining = *drain.borrow();
             if file.is_none() {
                 // Docker names the log file when the container starts.
-                file = self.json_log(&record.docker_id).await;
+                file = self.json_log(&record.docker_id, &mut pipe).await;
             }
             if file.is_some() {
                 self.read_file(&record.docker_id, &mut file, &mut pipe, &out, !draining)
@@ -175,8 +175,7 @@ impl Shipper {
             .since(i32::try_from(since).unwrap_or(0))
             .build();
         let mut stream = self.docker.logs(docker_id, Some(options));
-        pipe.stream_prev = None;
-        pipe.partial = None;
+        pipe.restart_stream();
         let mut deadline: Option<Instant> = None;
         loop {
             let frame = tokio::select! {
@@ -188,7 +187,11 @@ impl Shipper {
                 }
             };
             let Some(Ok(frame)) = frame else { return };
-            for batch in pipe.frame(frame.as_ref()) {
+            let stream = match &frame {
+                bollard::container::LogOutput::StdErr { .. } => 1,
+                _ => 0,
+            };
+            for batch in pipe.frame(stream, frame.as_ref()) {
                 send(pipe, out, batch).await;
             }
             if pipe.holds_lines() {
@@ -201,12 +204,25 @@ impl Shipper {
 
     /// The container's json-file log, when the agent can read Docker's files (it runs on the
     /// host); otherwise shipping goes through Docker's log API.
-    async fn json_log(&self, docker_id: &str) -> Option<JsonLog> {
+    /// Positioned at the checkpoint's file offset when it has one Docker still keeps (then
+    /// nothing is skipped by timestamp).
+    async fn json_log(&self, docker_id: &str, pipe: &mut Pipeline) -> Option<JsonLog> {
         let inspect = self.docker.inspect_container(docker_id, None).await.ok()?;
         let path = inspect.log_path.filter(|p| !p.is_empty())?;
         tracing::debug!(docker_id, path = %path, "following the container log file");
         match std::fs::metadata(&path) {
-            Ok(_) => Some(JsonLog::new(path.into())),
+            Ok(_) => {
+                let mut log = JsonLog::new(path.into());
+                let at = pipe.skip_until.and_then(|p| p.file);
+                match at.map(|at| log.resume_at(at)) {
+                    Some(Ok(true)) => pipe.skip_until = None,
+                    Some(_) => {
+                        tracing::warn!(docker_id, "the checkpointed log file is gone; resuming by timestamp")
+                    }
+                    None => {}
+                }
+                Some(log)
+            }
             Err(e) => {
                 tracing::info!(path = %path, error = %e, "container log file not readable; following it through the Docker API");
                 None
@@ -265,7 +281,13 @@ impl Shipper {
                 let Some(nanos) = parse_timestamp(&e.time) else {
                     continue;
                 };
-                for batch in pipe.entry(nanos, &e.log) {
+                let piece = Piece {
+                    nanos,
+                    stream: stream_index(&e.stream),
+                    text: &e.log,
+                    file: Some((e.start, e.end)),
+                };
+                for batch in pipe.entry(piece) {
                     send(pipe, out, batch).await;
                 }
             }
@@ -339,12 +361,40 @@ async fn deliver_in_order(
         cloudwatch
             .deliver(&record.destination, &batch, &counters)
             .await;
-        if end.is_some() && end > record.shipped {
+        // Batches come in log order: each one's end is further than the last saved.
+        if end.is_some() && end != record.shipped {
             record.shipped = end;
             checkpoints.save(&record);
         }
         crate::failpoint::hit("log-shipped");
     }
+}
+
+/// Which of a container's output streams a piece of log came from: stdout (0) or stderr (1).
+fn stream_index(name: &str) -> usize {
+    usize::from(name == "stderr")
+}
+
+/// One piece of a line as Docker logged it (a line ends with a newline; Docker splits a long
+/// one into several pieces).
+struct Piece<'a> {
+    nanos: i64,
+    /// [`stream_index`].
+    stream: usize,
+    text: &'a str,
+    /// Where the piece starts and ends in the json-file log, when read from the file.
+    file: Option<(FileOffset, FileOffset)>,
+}
+
+/// A line of one stream Docker split into pieces, waiting for its end.
+struct Partial {
+    /// The timestamp of its first piece.
+    first: i64,
+    text: String,
+    /// Where its first piece starts in the file: a checkpoint may not pass it while it waits.
+    start: Option<FileOffset>,
+    /// Order of arrival among the partial lines.
+    order: u64,
 }
 
 /// Lines → events → batches, with the log position each pending event ends at.
@@ -353,16 +403,22 @@ struct Pipeline {
     batcher: Batcher,
     /// The position of each event in the batcher, in order.
     positions: VecDeque<Option<Position>>,
-    /// The last line read (lines at or before it are skipped when reading again).
+    /// The last line read (where reading through the Docker API starts again).
     last: Option<Position>,
+    /// While reading again from before the checkpoint by timestamps (the Docker API, or a
+    /// checkpoint without a usable file offset): lines at or before it are skipped, up to the
+    /// first line after it. Only then: Docker stamps stdout and stderr separately, so lines
+    /// can come out of timestamp order and a comparison while following would drop them.
+    skip_until: Option<Position>,
     /// The last line of the current stream, skipped or not (for the index among lines with
     /// the same timestamp, which must be counted from the stream itself).
     stream_prev: Option<Position>,
     /// The last line given to the grouper, and the end of the last event emitted.
     grouped_end: Option<Position>,
     emitted_end: Option<Position>,
-    /// A line Docker split into several frames, waiting for its end.
-    partial: Option<(i64, String)>,
+    /// Per stream (stdout, stderr): a line Docker split into several pieces.
+    partial: [Option<Partial>; 2],
+    partials_seen: u64,
 }
 
 impl Pipeline {
@@ -372,10 +428,12 @@ impl Pipeline {
             batcher: Batcher::default(),
             positions: VecDeque::new(),
             last: shipped,
+            skip_until: shipped,
             stream_prev: None,
             grouped_end: shipped,
             emitted_end: shipped,
-            partial: None,
+            partial: [None, None],
+            partials_seen: 0,
         }
     }
 
@@ -383,44 +441,74 @@ impl Pipeline {
         self.grouper.pending() || !self.batcher.is_empty()
     }
 
+    /// Starts reading the log again through the Docker API from [`Pipeline::last`]: what
+    /// was read already is skipped.
+    fn restart_stream(&mut self) {
+        self.stream_prev = None;
+        self.partial = [None, None];
+        self.skip_until = self.last;
+    }
+
     /// Takes one frame of Docker's stream; returns the batches that filled up.
-    fn frame(&mut self, bytes: &[u8]) -> Vec<Vec<Event>> {
+    fn frame(&mut self, stream: usize, bytes: &[u8]) -> Vec<Vec<Event>> {
         let text = String::from_utf8_lossy(bytes);
         let Some((stamp, rest)) = text.split_once(' ') else {
             return Vec::new();
         };
         match parse_timestamp(stamp) {
-            Some(nanos) => self.entry(nanos, rest),
+            Some(nanos) => self.entry(Piece {
+                nanos,
+                stream,
+                text: rest,
+                file: None,
+            }),
             None => Vec::new(),
         }
     }
 
-    /// Takes one piece of a line with Docker's timestamp (a line ends with a newline; a long
-    /// one comes in several pieces); returns the batches that filled up.
-    fn entry(&mut self, nanos: i64, rest: &str) -> Vec<Vec<Event>> {
-        let (first, mut line) = self.partial.take().unwrap_or((nanos, String::new()));
-        line.push_str(rest);
-        if !line.ends_with('\n') {
-            self.partial = Some((first, line));
-            return Vec::new();
+    /// Takes one piece of a line; returns the batches that filled up.
+    fn entry(&mut self, piece: Piece<'_>) -> Vec<Vec<Event>> {
+        let slot = piece.stream.min(1);
+        let mut partial = match self.partial[slot].take() {
+            Some(p) => p,
+            None => {
+                self.partials_seen += 1;
+                Partial {
+                    first: piece.nanos,
+                    text: String::new(),
+                    start: piece.file.map(|(start, _)| start),
+                    order: self.partials_seen,
+                }
+            }
+        };
+        partial.text.push_str(piece.text);
+        if !partial.text.ends_with('\n') {
+            let full = self.emit_long(&mut partial);
+            self.partial[slot] = Some(partial);
+            return full;
         }
+        let mut line = partial.text;
         line.pop();
         let pos = Position {
-            nanos,
+            nanos: piece.nanos,
             seq: match self.stream_prev {
-                Some(p) if p.nanos == nanos => p.seq + 1,
+                Some(p) if p.nanos == piece.nanos => p.seq + 1,
                 _ => 0,
             },
+            file: self.checkpointable(piece.file.map(|(_, end)| end)),
         };
         self.stream_prev = Some(pos);
-        if self.last.is_some_and(|l| pos <= l) {
-            return Vec::new();
+        if let Some(skip) = self.skip_until {
+            if pos.key() <= skip.key() {
+                return Vec::new();
+            }
+            self.skip_until = None;
         }
         self.last = Some(pos);
         let before = self.grouped_end;
         self.grouped_end = Some(pos);
         let completed = self.grouper.push(Line {
-            timestamp_ms: first / 1_000_000,
+            timestamp_ms: partial.first / 1_000_000,
             text: line,
         });
         let end = if self.grouper.pending() {
@@ -429,6 +517,41 @@ impl Pipeline {
             Some(pos)
         };
         completed.map_or_else(Vec::new, |event| self.emit(event, end))
+    }
+
+    /// The file offset a checkpoint may record after a line ending at `end`: not past the
+    /// start of a line of the other stream still waiting for its end.
+    fn checkpointable(&self, end: Option<FileOffset>) -> Option<FileOffset> {
+        let waiting = self.partial.iter().flatten().min_by_key(|p| p.order);
+        match waiting {
+            Some(p) => p.start,
+            None => end,
+        }
+    }
+
+    /// A line without its end yet that reached the size of an event goes out as an event of
+    /// its own (the rest follows), so memory stays bounded. The checkpoint does not move: a
+    /// crash before the line's end sends these pieces again (repeated, never lost).
+    fn emit_long(&mut self, partial: &mut Partial) -> Vec<Vec<Event>> {
+        let mut full = Vec::new();
+        if partial.text.len() < MAX_EVENT_BYTES {
+            return full;
+        }
+        full.extend(self.end_event());
+        while partial.text.len() >= MAX_EVENT_BYTES {
+            let mut cut = MAX_EVENT_BYTES;
+            while !partial.text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let head: String = partial.text.drain(..cut).collect();
+            let event = Event {
+                timestamp_ms: partial.first / 1_000_000,
+                message: head,
+            };
+            let at = self.emitted_end;
+            full.extend(self.emit(event, at));
+        }
+        full
     }
 
     /// Ends the event being grouped (end of stream or flush timer).
@@ -546,11 +669,15 @@ mod tests {
         let t = "2026-11-26T18:00:00.000000001Z";
         let nanos = parse_timestamp(t).unwrap();
         // Three lines share one timestamp; the first two were shipped before a restart.
-        let shipped = Some(Position { nanos, seq: 1 });
+        let shipped = Some(Position {
+            nanos,
+            seq: 1,
+            file: None,
+        });
         let mut pipe = Pipeline::new(Grouper::new(None), shipped);
         let mut batches = Vec::new();
         for text in ["a\n", "b\n", "c\n", "d\n"] {
-            batches.extend(pipe.frame(&frame(t, text)));
+            batches.extend(pipe.frame(0, &frame(t, text)));
         }
         assert_eq!(messages(batches, &mut pipe), ["c", "d"]);
     }
@@ -558,13 +685,83 @@ mod tests {
     #[test]
     fn a_line_docker_split_into_frames_is_one_line() {
         let mut pipe = Pipeline::new(Grouper::new(None), None);
-        let mut batches = pipe.frame(&frame("2026-11-26T18:00:00.1Z", "abc"));
-        batches.extend(pipe.frame(&frame("2026-11-26T18:00:00.2Z", "def\n")));
+        let mut batches = pipe.frame(0, &frame("2026-11-26T18:00:00.1Z", "abc"));
+        batches.extend(pipe.frame(0, &frame("2026-11-26T18:00:00.2Z", "def\n")));
         assert_eq!(messages(batches, &mut pipe), ["abcdef"]);
         assert_eq!(
             pipe.last.map(|p| p.nanos),
             parse_timestamp("2026-11-26T18:00:00.2Z"),
             "the line ends at its last frame"
+        );
+    }
+
+    fn piece(nanos: i64, stream: usize, text: &str, at: u64) -> Piece<'_> {
+        let offset = |offset| FileOffset { ino: 1, offset };
+        Piece {
+            nanos,
+            stream,
+            text,
+            file: Some((offset(at), offset(at + 1))),
+        }
+    }
+
+    #[test]
+    fn lines_out_of_timestamp_order_are_all_shipped_while_following() {
+        // Docker stamps stdout and stderr separately: the file is not in timestamp order.
+        let mut pipe = Pipeline::new(Grouper::new(None), None);
+        let mut batches = pipe.entry(piece(20, 0, "out 1\n", 0));
+        batches.extend(pipe.entry(piece(10, 1, "err 1\n", 1)));
+        batches.extend(pipe.entry(piece(20, 0, "out 2\n", 2)));
+        batches.extend(pipe.entry(piece(15, 1, "err 2\n", 3)));
+        assert_eq!(
+            messages(batches, &mut pipe),
+            ["out 1", "err 1", "out 2", "err 2"]
+        );
+    }
+
+    #[test]
+    fn a_long_stdout_line_is_not_joined_with_stderr_and_holds_the_checkpoint() {
+        let mut pipe = Pipeline::new(Grouper::new(None), None);
+        let mut batches = pipe.entry(piece(1, 0, "long ", 0));
+        batches.extend(pipe.entry(piece(2, 1, "err\n", 1)));
+        batches.extend(pipe.entry(piece(3, 0, "stdout line\n", 2)));
+        assert_eq!(pipe.batcher.len(), 2);
+        let end = pipe.delivered(1).unwrap();
+        assert_eq!(
+            end.file.map(|f| f.offset),
+            Some(0),
+            "the stderr line may not move the checkpoint past the waiting stdout line"
+        );
+        assert_eq!(pipe.delivered(1).unwrap().file.map(|f| f.offset), Some(3));
+        let mut pipe = Pipeline::new(Grouper::new(None), None);
+        let mut batches = pipe.entry(piece(1, 0, "long ", 0));
+        batches.extend(pipe.entry(piece(2, 1, "err\n", 1)));
+        batches.extend(pipe.entry(piece(3, 0, "stdout line\n", 2)));
+        assert_eq!(messages(batches, &mut pipe), ["err", "long stdout line"]);
+    }
+
+    #[test]
+    fn a_multi_megabyte_line_without_newline_is_shipped_in_event_sized_pieces() {
+        let mut pipe = Pipeline::new(Grouper::new(None), None);
+        let chunk = "y".repeat(16 * 1024);
+        let (mut shipped, mut events) = (0, 0);
+        for i in 0..320 {
+            // 5 MB in Docker's 16 KB pieces, never a newline.
+            for batch in pipe.entry(piece(i, 0, &chunk, i as u64)) {
+                shipped += batch.iter().map(|e| e.message.len()).sum::<usize>();
+                events += batch.len();
+            }
+            let held = pipe.partial[0].as_ref().map_or(0, |p| p.text.len());
+            assert!(held < MAX_EVENT_BYTES, "{held} bytes held for one line");
+        }
+        shipped += pipe.batcher.bytes() - pipe.batcher.len() * crate::logs::batch::EVENT_OVERHEAD;
+        let held = pipe.partial[0].as_ref().map_or(0, |p| p.text.len());
+        assert_eq!(shipped + held, 320 * chunk.len(), "nothing lost");
+        events += pipe.batcher.len();
+        assert_eq!(events, 320 * chunk.len() / MAX_EVENT_BYTES);
+        assert!(
+            pipe.delivered(events).is_none(),
+            "the checkpoint stays before the unfinished line"
         );
     }
 
@@ -578,7 +775,7 @@ mod tests {
             "2026-11-26T18:00:03Z",
         ];
         for (stamp, text) in stamps.iter().zip(["S1\n", "more\n", "S2\n"]) {
-            assert!(pipe.frame(&frame(stamp, text)).is_empty());
+            assert!(pipe.frame(0, &frame(stamp, text)).is_empty());
         }
         // "S1\nmore" is batched; "S2" is still being grouped.
         assert_eq!(pipe.batcher.len(), 1);
