@@ -371,3 +371,38 @@ async fn cleanup_waits_until_a_stopped_containers_logs_are_shipped() {
         "everything was shipped before the removal"
     );
 }
+
+#[tokio::test]
+async fn stdout_and_stderr_written_together_arrive_once_each_and_unmixed() {
+    let stand = Stand::new("logs-streams").await;
+    let agent = stand.agent(&[]).await;
+    // Both streams in a tight loop (Docker stamps them in separate goroutines, so the file is
+    // not in timestamp order), then a 40,000-character stdout line (Docker splits it into
+    // 16 KB pieces) while stderr keeps writing.
+    let script = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo o$i; echo e$i >&2; done; \
+        (j=0; while [ $j -lt 2000 ]; do j=$((j+1)); echo f$j >&2; done) & \
+        head -c 40000 /dev/zero | tr '\\0' x; echo; wait; sleep 3600";
+    let task = stand.task(8, script, json!({"awslogs-stream-prefix": "web"}));
+    stand.run("logs-streams-1", &task);
+    let stream = "web/app/logs8";
+    wait_messages(&stand.group, stream, 42_001, &agent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = messages(&logs_client().await, &stand.group, stream).await;
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for m in &got {
+        *seen.entry(m.as_str()).or_default() += 1;
+    }
+    let expected: Vec<String> = (1..=20_000)
+        .flat_map(|i| [format!("o{i}"), format!("e{i}")])
+        .chain((1..=2000).map(|j| format!("f{j}")))
+        .collect();
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|m| seen.get(m.as_str()) != Some(&1))
+        .take(10)
+        .collect();
+    assert!(wrong.is_empty(), "not exactly once: {wrong:?} ({} messages)", got.len());
+    let long = "x".repeat(40_000);
+    assert_eq!(seen.get(long.as_str()), Some(&1), "the long line, whole and unmixed");
+    assert_eq!(got.len(), 42_001, "nothing else");
+}
