@@ -7,7 +7,9 @@
 //! waits on the network.
 //!
 //! A container that stops is followed until task cleanup asks to [`Shipper::drain`] it; one
-//! that starts again (restart policy) is followed again from the checkpoint.
+//! that starts again (restart policy) is followed again from the checkpoint. A drain waits at
+//! most its deadline (`ECS_AWSLOGS_DRAIN_TIMEOUT`): past it, shipping stops and an error
+//! counts the lines left unshipped, so an unreachable CloudWatch never keeps a container.
 //!
 //! Known limit: when one line is longer than a CloudWatch event and a crash falls between the
 //! delivery of its pieces, the earlier pieces are sent again after the restart (duplicated,
@@ -36,6 +38,19 @@ const READ_CHUNK: usize = 4 << 20;
 struct Follower {
     drain: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+    task: tokio::task::AbortHandle,
+    /// The end of the last batch CloudWatch accepted.
+    shipped: watch::Receiver<Option<Position>>,
+    counters: Arc<Counters>,
+}
+
+/// Aborts a task when dropped (delivery, when its follower is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Ships the logs of every container the agent gave a local log driver instead of awslogs.
@@ -44,27 +59,24 @@ pub struct Shipper {
     cloudwatch: CloudWatch,
     checkpoints: Checkpoints,
     followers: Mutex<HashMap<String, Follower>>,
-    counters: Arc<Counters>,
+    drain_timeout: Duration,
 }
 
 impl Shipper {
+    /// `drain_timeout`: the longest [`Shipper::drain`] waits.
     pub fn new(
         docker: bollard::Docker,
         cloudwatch: CloudWatch,
         checkpoints: Checkpoints,
+        drain_timeout: Duration,
     ) -> Arc<Self> {
         Arc::new(Shipper {
             docker,
             cloudwatch,
             checkpoints,
             followers: Mutex::new(HashMap::new()),
-            counters: Arc::default(),
+            drain_timeout,
         })
-    }
-
-    /// Delivered, rejected and retried counts, for observers.
-    pub fn counters(&self) -> Arc<Counters> {
-        self.counters.clone()
     }
 
     /// Starts following a container (no-op when it is followed already).
@@ -83,13 +95,27 @@ impl Shipper {
         }
         let (drain, drain_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(false);
-        followers.insert(record.docker_id.clone(), Follower { drain, done });
+        let (shipped_tx, shipped) = watch::channel(record.shipped);
+        let counters = Arc::new(Counters::default());
+        let id = record.docker_id.clone();
         self.checkpoints.save(&record);
         let this = self.clone();
-        tokio::spawn(async move {
-            this.follow(record, drain_rx).await;
+        let progress = Progress {
+            shipped: shipped_tx,
+            counters: counters.clone(),
+        };
+        let task = tokio::spawn(async move {
+            this.follow(record, drain_rx, progress).await;
             let _ = done_tx.send(true);
         });
+        let follower = Follower {
+            drain,
+            done,
+            task: task.abort_handle(),
+            shipped,
+            counters,
+        };
+        followers.insert(id, follower);
     }
 
     /// After a restart: follows again every saved container that `known` still has, from its
@@ -104,8 +130,9 @@ impl Shipper {
         }
     }
 
-    /// Returns once everything the (stopped) container logged is shipped; the container may
-    /// then be removed. Its record is forgotten.
+    /// Returns once everything the (stopped) container logged is shipped, or at the drain
+    /// deadline (shipping then stops; an error counts the lines left); the container may then
+    /// be removed. Its record is forgotten.
     pub async fn drain(&self, docker_id: &str) {
         let follower = self
             .followers
@@ -114,17 +141,52 @@ impl Shipper {
             .remove(docker_id);
         if let Some(f) = follower {
             let _ = f.drain.send(true);
-            let mut done = f.done;
-            while !*done.borrow() {
-                if done.changed().await.is_err() {
-                    break;
+            let mut done = f.done.clone();
+            let finished = async move { done.wait_for(|d| *d).await.is_ok() };
+            let waited = tokio::time::timeout(self.drain_timeout, finished).await;
+            if waited.is_err() {
+                f.task.abort();
+                let shipped = *f.shipped.borrow();
+                let deadline_s = self.drain_timeout.as_secs_f64();
+                match self.count_unshipped(docker_id, shipped).await {
+                    Some(lines) => tracing::error!(docker_id, lines, deadline_s, "container logs not shipped by the drain deadline; lost with the container"),
+                    None => tracing::error!(docker_id, deadline_s, "container logs not all shipped by the drain deadline; the rest is lost with the container"),
                 }
             }
+            report_totals(docker_id, &f.counters);
         }
         self.checkpoints.remove(docker_id);
     }
 
-    async fn follow(&self, record: Record, mut drain: watch::Receiver<bool>) {
+    /// Complete lines in the container's json-file log after `shipped` (`None` when that
+    /// cannot be told: no readable file, or a position without a file offset).
+    async fn count_unshipped(&self, docker_id: &str, shipped: Option<Position>) -> Option<u64> {
+        let inspect = self.docker.inspect_container(docker_id, None).await.ok()?;
+        let path = inspect.log_path.filter(|p| !p.is_empty())?;
+        let at = match shipped {
+            Some(p) => Some(p.file?),
+            None => None,
+        };
+        let count = tokio::task::spawn_blocking(move || {
+            let mut log = JsonLog::new(path.into());
+            if let Some(at) = at {
+                if !log.resume_at(at).ok()? {
+                    return None;
+                }
+            }
+            let mut lines = 0;
+            loop {
+                let entries = log.read(READ_CHUNK).ok()?;
+                if entries.is_empty() {
+                    return Some(lines);
+                }
+                lines += entries.iter().filter(|e| e.log.ends_with('\n')).count() as u64;
+            }
+        });
+        count.await.ok().flatten()
+    }
+
+    async fn follow(&self, record: Record, mut drain: watch::Receiver<bool>, progress: Progress) {
         let pattern = record
             .start_pattern
             .as_deref()
@@ -133,13 +195,13 @@ impl Shipper {
         // Delivery runs beside reading, a batch or two behind, so reading never waits for a
         // round trip to CloudWatch unless two batches are already waiting.
         let (out, batches) = mpsc::channel(2);
-        let delivery = tokio::spawn(deliver_in_order(
+        let mut delivery = AbortOnDrop(tokio::spawn(deliver_in_order(
             self.cloudwatch.clone(),
             self.checkpoints.clone(),
-            self.counters.clone(),
+            progress,
             record.clone(),
             batches,
-        ));
+        )));
         let mut file = None;
         loop {
             let draining = *drain.borrow();
@@ -160,7 +222,7 @@ impl Shipper {
             }
         }
         drop(out);
-        let _ = delivery.await;
+        let _ = (&mut delivery.0).await;
     }
 
     /// Reads the container's log from the last line read until the stream ends (the
@@ -349,22 +411,45 @@ async fn flush(pipe: &mut Pipeline, out: &Batches) {
     send(pipe, out, rest).await;
 }
 
+/// What delivery tells the follower's owner.
+struct Progress {
+    shipped: watch::Sender<Option<Position>>,
+    counters: Arc<Counters>,
+}
+
+/// Logs what happened to a container's events, once its shipping is over.
+fn report_totals(docker_id: &str, counters: &Counters) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (events, rejected, dropped) = (
+        get(&counters.events),
+        get(&counters.rejected),
+        get(&counters.dropped),
+    );
+    let retries = get(&counters.retries);
+    if rejected > 0 || dropped > 0 {
+        tracing::warn!(docker_id, events, rejected, dropped, retries, "container logs shipped; CloudWatch rejected or refused some events");
+    } else {
+        tracing::info!(docker_id, events, retries, "container logs shipped");
+    }
+}
+
 /// Delivers batches in order, saving the checkpoint after each one CloudWatch accepted.
 async fn deliver_in_order(
     cloudwatch: CloudWatch,
     checkpoints: Checkpoints,
-    counters: Arc<Counters>,
+    progress: Progress,
     mut record: Record,
     mut batches: mpsc::Receiver<(Vec<Event>, Option<Position>)>,
 ) {
     while let Some((batch, end)) = batches.recv().await {
         cloudwatch
-            .deliver(&record.destination, &batch, &counters)
+            .deliver(&record.destination, &batch, &progress.counters)
             .await;
         // Batches come in log order: each one's end is further than the last saved.
         if end.is_some() && end != record.shipped {
             record.shipped = end;
             checkpoints.save(&record);
+            progress.shipped.send_replace(end);
         }
         crate::failpoint::hit("log-shipped");
     }
