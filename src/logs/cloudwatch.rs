@@ -27,8 +27,9 @@ pub struct Destination {
     pub group: String,
     pub stream: String,
     pub create_group: bool,
-    /// The execution role's credentials ID (`logsAuthStrategy` ExecutionRole); `None` for the
-    /// instance's own credentials.
+    /// The credentials ID in the agent's store whose credentials sign the calls: the one
+    /// `awslogs-credentials-endpoint` names, else the execution role's (`logsAuthStrategy`
+    /// ExecutionRole); `None` for the instance's own credentials.
     pub execution_credentials_id: Option<String>,
 }
 
