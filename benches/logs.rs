@@ -400,7 +400,11 @@ impl Sampler {
 /// Share of one core between the last sample at or before `from` and the first at or after
 /// `to` (10 ms ticks).
 fn cpu_share(samples: &[(Instant, u64)], from: Instant, to: Instant) -> f64 {
-    let first = samples.iter().rev().find(|s| s.0 <= from).or(samples.first());
+    let first = samples
+        .iter()
+        .rev()
+        .find(|s| s.0 <= from)
+        .or(samples.first());
     let last = samples.iter().find(|s| s.0 >= to).or(samples.last());
     match (first, last) {
         (Some(a), Some(b)) if b.0 > a.0 => {

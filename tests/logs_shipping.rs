@@ -416,9 +416,17 @@ async fn stdout_and_stderr_written_together_arrive_once_each_and_unmixed() {
         .filter(|m| seen.get(m.as_str()) != Some(&1))
         .take(10)
         .collect();
-    assert!(wrong.is_empty(), "not exactly once: {wrong:?} ({} messages)", got.len());
+    assert!(
+        wrong.is_empty(),
+        "not exactly once: {wrong:?} ({} messages)",
+        got.len()
+    );
     let long = "x".repeat(40_000);
-    assert_eq!(seen.get(long.as_str()), Some(&1), "the long line, whole and unmixed");
+    assert_eq!(
+        seen.get(long.as_str()),
+        Some(&1),
+        "the long line, whole and unmixed"
+    );
     assert_eq!(got.len(), 42_001, "nothing else");
 }
 
@@ -477,7 +485,10 @@ async fn cleanup_removes_the_container_at_the_drain_deadline_when_cloudwatch_is_
         .find(|l| l.contains("not shipped by the drain deadline"))
         .unwrap_or_else(|| panic!("no error about the lost lines; log:\n{log}"));
     assert!(error.contains("level=error"), "{error}");
-    assert!(error.contains("lines=1000"), "all 1000 lines counted: {error}");
+    assert!(
+        error.contains("lines=1000"),
+        "all 1000 lines counted: {error}"
+    );
 }
 
 #[tokio::test]
@@ -614,7 +625,12 @@ async fn each_container_signs_with_the_execution_role_or_its_credentials_endpoin
     stand.run("logs-creds-2", &by_endpoint);
     wait_sink(&sink, "web/app/logs11", 10, &agent).await;
     wait_sink(&sink, "web/app/logs12", 10, &agent).await;
-    let keys = |stream: &str| sink.stream(stream).access_keys.into_iter().collect::<Vec<_>>();
+    let keys = |stream: &str| {
+        sink.stream(stream)
+            .access_keys
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(keys("web/app/logs11"), ["AKIDEXECUTIONROLE"]);
     assert_eq!(keys("web/app/logs12"), ["AKIDCREDSENDPOINT"]);
     assert!(!agent.log().contains("SECRET"), "credentials never logged");

@@ -183,11 +183,7 @@ impl CloudWatch {
 }
 
 /// One `PutLogEvents` call; the number of events CloudWatch rejected.
-async fn put(
-    client: &Client,
-    dest: &Destination,
-    events: &[Event],
-) -> Result<Rejected, ApiError> {
+async fn put(client: &Client, dest: &Destination, events: &[Event]) -> Result<Rejected, ApiError> {
     let input: Vec<InputLogEvent> = events
         .iter()
         .filter_map(|e| {
@@ -283,6 +279,9 @@ mod tests {
         // Indexes out of range (a misbehaving endpoint) never count more than the batch.
         assert_eq!(counts(10, Some(-5), Some(20), None), [0, 10, 0]);
         assert_eq!(counts(10, Some(12), None, None), [0, 0, 0]);
-        assert_eq!(Rejected::from_indexes(10, Some(8), Some(4), Some(1)).total(), 7);
+        assert_eq!(
+            Rejected::from_indexes(10, Some(8), Some(4), Some(1)).total(),
+            7
+        );
     }
 }

@@ -273,7 +273,10 @@ mod tests {
         rotate(&base, 5);
         append(&base, 4..6);
         let mut again = JsonLog::new(base.clone());
-        assert!(again.resume_at(at).unwrap(), "the rotated file is found by its inode");
+        assert!(
+            again.resume_at(at).unwrap(),
+            "the rotated file is found by its inode"
+        );
         let mut all = Vec::new();
         loop {
             let got = again.read(1 << 20).unwrap();

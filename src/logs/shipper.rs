@@ -279,7 +279,10 @@ impl Shipper {
                 match at.map(|at| log.resume_at(at)) {
                     Some(Ok(true)) => pipe.skip_until = None,
                     Some(_) => {
-                        tracing::warn!(docker_id, "the checkpointed log file is gone; resuming by timestamp")
+                        tracing::warn!(
+                            docker_id,
+                            "the checkpointed log file is gone; resuming by timestamp"
+                        )
                     }
                     None => {}
                 }
@@ -427,7 +430,14 @@ fn report_totals(docker_id: &str, counters: &Counters) {
     );
     let retries = get(&counters.retries);
     if rejected > 0 || dropped > 0 {
-        tracing::warn!(docker_id, events, rejected, dropped, retries, "container logs shipped; CloudWatch rejected or refused some events");
+        tracing::warn!(
+            docker_id,
+            events,
+            rejected,
+            dropped,
+            retries,
+            "container logs shipped; CloudWatch rejected or refused some events"
+        );
     } else {
         tracing::info!(docker_id, events, retries, "container logs shipped");
     }
