@@ -34,6 +34,8 @@ use support::imds::{ImdsConfig, ImdsStub};
 const LINES: u64 = 500_000;
 const LINE_BYTES: u64 = 100;
 const RATE_SECONDS: u64 = 15;
+/// Lines the 2 MB/s writer writes every 100 ms.
+const RATE_LINES: u64 = 2000;
 const WAIT: Duration = Duration::from_secs(300);
 
 fn main() -> Result<()> {
@@ -55,11 +57,13 @@ fn full_speed_script() -> String {
     )
 }
 
-/// Writes 2 MB/s (200 lines of 100 bytes every 10 ms) for `RATE_SECONDS`.
+/// Asks for 2 MB/s for `RATE_SECONDS`: 2,000 lines of 100 bytes, then 92 ms of sleep (the
+/// rest of each 100 ms goes to starting awk; the rate actually written is measured and
+/// printed).
 fn rate_script() -> String {
     format!(
-        "t=0; while [ $t -lt {} ]; do awk -v t=$t 'BEGIN {{ pad = sprintf(\"%0{}d\", 0); for (i = 1; i <= 200; i++) printf \"%09d %s\\n\", t * 200 + i, pad }}'; usleep 10000; t=$((t+1)); done",
-        RATE_SECONDS * 100,
+        "t=0; while [ $t -lt {} ]; do awk -v t=$t 'BEGIN {{ pad = sprintf(\"%0{}d\", 0); for (i = 1; i <= {RATE_LINES}; i++) printf \"%09d %s\\n\", t * {RATE_LINES} + i, pad }}'; usleep 92000; t=$((t+1)); done",
+        RATE_SECONDS * 10,
         LINE_BYTES - 11
     )
 }
@@ -220,9 +224,9 @@ async fn measure(stand: &Stand) -> Result<()> {
         rate.lines
     );
     println!(
-        "logs: targets: >= 20 MB/s shipped with zero loss: {} (backlog rate; live shipping is bounded by the writer); <= 10 % of a core at 2 MB/s: {} (at {:.2} MB/s written); RSS growth <= 20 MB: {} (VmHWM)",
+        "logs: targets: >= 20 MB/s shipped with zero loss: {} (backlog rate; live shipping is bounded by the writer); <= 10 % of a core at 2 MB/s: {} (written at {:.2} MB/s; below 1.9 MB/s counts as not met); RSS growth <= 20 MB: {} (VmHWM)",
         verdict(backlog.2 >= 20.0 && backlog.0 == LINES && agent_full.delivered == LINES),
-        verdict(rate.cpu <= 0.10),
+        verdict(rate.cpu <= 0.10 && rate.write_mb_s >= 1.9),
         rate.write_mb_s,
         verdict(rate.hwm_growth_kb <= 20 * 1024)
     );
@@ -348,7 +352,7 @@ async fn agent_rate(stand: &Stand, idle_rss_kb: u64) -> Result<RateRun> {
         .unwrap_or_default()
         .to_owned();
     let (started, writer_ms) = times(&stand.docker, &id).await?;
-    let lines = RATE_SECONDS * 100 * 200;
+    let lines = RATE_SECONDS * 10 * RATE_LINES;
     let (delivered, _) = wait_settled(&stand.sink, "bench/app/b2", lines).await;
     let samples = sampler.stop();
     let writer_secs = writer_ms / 1000.0;
