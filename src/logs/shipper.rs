@@ -1,19 +1,26 @@
-//! Following containers' logs and shipping them: one task per container reads Docker's log
-//! stream (`/containers/{id}/logs` with timestamps, following) from its checkpoint, groups lines
-//! into events (multiline or datetime patterns), splits oversize ones, batches them within
-//! CloudWatch's limits, delivers each batch and saves the checkpoint after CloudWatch accepted
-//! it. Docker keeps the backlog in its own rotating files: the agent reads only as fast as it
-//! ships, so its memory stays bounded whatever the container logs, and the container never
+//! Following containers' logs and shipping them: one task per container reads Docker's
+//! json-file log (or, where the files are not readable, the Docker logs API with timestamps)
+//! from its checkpoint, reassembles lines Docker split into pieces (per stream: stdout and
+//! stderr pieces interleave), groups lines into events (multiline or datetime patterns), splits
+//! oversize ones, batches them within CloudWatch's limits, delivers each batch and saves the
+//! checkpoint after CloudWatch accepted it. Docker keeps the backlog in its own rotating files:
+//! the agent reads only as fast as it ships, so its memory stays bounded whatever the container
+//! logs (a line without a newline goes out in event-sized pieces), and the container never
 //! waits on the network.
+//!
+//! A checkpoint read from the file is the file's inode and byte offset, exact whatever order
+//! Docker's timestamps come in (stdout and stderr are stamped separately, so they do not);
+//! timestamps are compared only to skip up to a resume point when no offset can be used.
 //!
 //! A container that stops is followed until task cleanup asks to [`Shipper::drain`] it; one
 //! that starts again (restart policy) is followed again from the checkpoint. A drain waits at
 //! most its deadline (`ECS_AWSLOGS_DRAIN_TIMEOUT`): past it, shipping stops and an error
 //! counts the lines left unshipped, so an unreachable CloudWatch never keeps a container.
 //!
-//! Known limit: when one line is longer than a CloudWatch event and a crash falls between the
-//! delivery of its pieces, the earlier pieces are sent again after the restart (duplicated,
-//! never lost).
+//! Known limits: when a crash falls while a line longer than an event is incomplete, or while
+//! a long stdout line waits for its end and stderr lines were shipped meanwhile, what was sent
+//! of them is sent again after the restart (repeated, never lost). Through the Docker API,
+//! lines out of timestamp order right at a resume point may be skipped.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
