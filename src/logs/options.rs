@@ -46,6 +46,8 @@ pub struct AwsLogsOptions {
     pub datetime_format: Option<String>,
     pub multiline_pattern: Option<String>,
     pub endpoint: Option<String>,
+    /// `awslogs-credentials-endpoint`: a relative URI of this agent's credentials endpoint
+    /// (`/v2/credentials/<id>`), whose credentials sign this container's calls.
     pub credentials_endpoint: Option<String>,
     /// `blocking` or `non-blocking`: accepted; the agent never blocks the container either way.
     pub mode: Option<String>,
@@ -67,6 +69,8 @@ pub enum OptionsError {
     NotPositive { option: &'static str, value: Shown },
     #[error("awslogs-datetime-format and awslogs-multiline-pattern cannot both be set")]
     BothPatterns,
+    #[error("awslogs-credentials-endpoint: {0:?} is not a /v2/credentials/<id> URI of the agent's credentials endpoint")]
+    BadCredentialsEndpoint(String),
     #[error("{option}: invalid regular expression: {reason}")]
     BadPattern {
         option: &'static str,
@@ -153,7 +157,21 @@ impl AwsLogsOptions {
             max_buffer_size: get("max-buffer-size"),
         };
         parsed.start_pattern()?;
+        parsed.credentials_id()?;
         Ok(parsed)
+    }
+
+    /// The credentials ID `awslogs-credentials-endpoint` names (`/v2/credentials/<id>`), for
+    /// the agent's own credentials store; other endpoints are refused (the agent does not
+    /// fetch credentials over HTTP from elsewhere).
+    pub fn credentials_id(&self) -> Result<Option<&str>, OptionsError> {
+        let Some(uri) = &self.credentials_endpoint else {
+            return Ok(None);
+        };
+        match uri.strip_prefix("/v2/credentials/") {
+            Some(id) if !id.is_empty() && !id.contains(['/', '?', '#']) => Ok(Some(id)),
+            _ => Err(OptionsError::BadCredentialsEndpoint(uri.clone())),
+        }
     }
 
     /// ECS's naming: `prefix/container-name/task-id` with `awslogs-stream-prefix`, else an
@@ -331,6 +349,20 @@ mod tests {
             (
                 &[
                     ("awslogs-group", "g"),
+                    ("awslogs-credentials-endpoint", "http://10.0.0.1/creds"),
+                ],
+                "awslogs-credentials-endpoint: \"http://10.0.0.1/creds\" is not a /v2/credentials/<id>",
+            ),
+            (
+                &[
+                    ("awslogs-group", "g"),
+                    ("awslogs-credentials-endpoint", "/v2/credentials/"),
+                ],
+                "awslogs-credentials-endpoint",
+            ),
+            (
+                &[
+                    ("awslogs-group", "g"),
                     ("awslogs-multiline-pattern", "^a"),
                     ("awslogs-datetime-format", "%Y"),
                 ],
@@ -399,6 +431,7 @@ mod tests {
         assert!(o.create_group);
         assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(o.max_buffer_size.as_deref(), Some("25m"));
+        assert_eq!(o.credentials_id(), Ok(Some("x")));
         assert_eq!(
             o.start_pattern().unwrap().map(|r| r.as_str().to_owned()),
             None

@@ -694,6 +694,9 @@ impl LogShipping {
         docker_id: &str,
         options: AwsLogsOptions,
     ) {
+        // awslogs-credentials-endpoint names credentials of the agent's own store (checked
+        // when the options were parsed); else the execution role.
+        let explicit = options.credentials_id().ok().flatten().map(str::to_owned);
         let execution = task
             .execution_role_credentials
             .as_ref()
@@ -715,7 +718,7 @@ impl LogShipping {
                 group: options.group.clone(),
                 stream: options.stream_name(&model.name, task.id(), docker_id),
                 create_group: options.create_group,
-                execution_credentials_id: execution,
+                execution_credentials_id: explicit.or(execution),
             },
             start_pattern,
             shipped: None,
