@@ -709,3 +709,181 @@ async fn saved_state_of_another_cluster_stops_the_agent_with_exit_5() {
     assert!(agent.log().contains("elsewhere"), "{}", agent.log());
     assert!(sim.registrations().is_empty());
 }
+
+/// The agent binary in `dir`'s data directory until it exits on its own; its exit status.
+async fn run_to_exit(agent: Agent) -> (Agent, std::process::ExitStatus) {
+    // Wait off the runtime: the IMDS stub and the simulator run on it.
+    tokio::task::spawn_blocking(move || {
+        let mut agent = agent;
+        let status = agent.child.wait().unwrap();
+        (agent, status)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn saved_state_of_a_newer_schema_stops_the_agent_with_exit_5_and_is_kept() {
+    let cluster = support::env::unique_name("cpnewer");
+    let sim = EcsSim::start(SimConfig {
+        cluster_names: vec![cluster.clone()],
+        ..SimConfig::default()
+    })
+    .await;
+    let imds = ImdsStub::start(ImdsConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = json!({"version": 99, "metadata": {"cluster": cluster,
+        "container_instance_arn": "arn:aws:ecs:us-west-2:123456789012:container-instance/x/abc",
+        "ec2_instance_id": imds.config().instance_id}, "tasks": [], "from_the_future": true});
+    let path = dir.path().join("data/ecs-agent-data.json");
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(&path, saved.to_string()).unwrap();
+    let (agent, status) = run_to_exit(Agent::start_in(&sim, &imds, &[], dir.path())).await;
+    assert_eq!(status.code(), Some(5), "log:\n{}", agent.log());
+    let log = agent.log();
+    assert!(
+        log.contains("version 99") && log.contains("the 2 this agent reads"),
+        "names both versions:\n{log}"
+    );
+    assert!(sim.registrations().is_empty(), "no new instance registered");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        saved.to_string(),
+        "the file is kept as it was"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["ecs-agent-data.json"], "nothing set aside");
+}
+
+#[tokio::test]
+async fn saved_state_of_another_ec2_instance_means_a_new_registration_without_its_tasks() {
+    let cluster = support::env::unique_name("cpmoved");
+    let sim = EcsSim::start(SimConfig {
+        cluster_names: vec![cluster.clone()],
+        ..SimConfig::default()
+    })
+    .await;
+    let imds = ImdsStub::start(ImdsConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Agent::start_in(&sim, &imds, &[], dir.path());
+    assert!(
+        sim.wait_connected(WsKind::Acs, 1, WAIT).await,
+        "log:\n{}",
+        first.log()
+    );
+    let old_arn = sim.container_instance_arn().unwrap();
+    let task = task_json(&first, "cpmoved", "RUNNING");
+    let task_arn = task["arn"].as_str().unwrap().to_owned();
+    sim.acs_send(payload(&sim, "p-1", 1, vec![task])).unwrap();
+    wait_report(&sim, &task_arn, "RUNNING").await;
+    first.remove_containers = false;
+    drop(first); // SIGTERM: the task keeps running
+    let reports_before = sim.task_state_changes().len();
+
+    // The data directory now sits on another EC2 instance (a volume moved, an AMI baked with it).
+    let other = ImdsStub::start(ImdsConfig {
+        instance_id: "i-0fedcba9876543210".into(),
+        ..ImdsConfig::default()
+    })
+    .await;
+    let second = Agent::start_in(&sim, &other, &[], dir.path());
+    assert!(
+        sim.wait_connected(WsKind::Acs, 2, WAIT).await,
+        "log:\n{}",
+        second.log()
+    );
+    let regs = sim.registrations();
+    assert_eq!(regs.len(), 2);
+    assert!(
+        regs[1].body.get("containerInstanceArn").is_none(),
+        "a fresh registration: {}",
+        regs[1].body
+    );
+    assert_ne!(sim.container_instance_arn().unwrap(), old_arn);
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("data/ecs-agent-data.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["metadata"]["ec2_instance_id"], "i-0fedcba9876543210");
+    assert_eq!(state["tasks"], json!([]), "the saved tasks are dropped");
+    // The old task's container is one this state does not know.
+    let mut logged = false;
+    for _ in 0..100 {
+        logged = second.log().contains("unknown to the agent state");
+        if logged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(logged, "log:\n{}", second.log());
+    assert_eq!(
+        sim.task_state_changes().len(),
+        reports_before,
+        "nothing reported for the other instance's task"
+    );
+    drop(second);
+    support::agent::remove_containers(&cluster).await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_acs_sequence_number_and_drops_an_older_manifest() {
+    let cluster = support::env::unique_name("cpseq");
+    let sim = EcsSim::start(SimConfig {
+        cluster_names: vec![cluster.clone()],
+        ..SimConfig::default()
+    })
+    .await;
+    let imds = ImdsStub::start(ImdsConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |id: &str, timeline: i64| {
+        json!({"type": "TaskManifestMessage", "message": {
+            "clusterArn": format!("arn:aws:ecs:us-west-2:123456789012:cluster/{cluster}"),
+            "containerInstanceArn": sim.container_instance_arn().unwrap(),
+            "messageId": id, "generatedAt": 1795695400, "timeline": timeline, "tasks": []
+        }})
+    };
+    let acked = |id: &str| {
+        sim.acs_frames()
+            .iter()
+            .any(|f| f.msg_type.as_deref() == Some("AckRequest") && f.message_id() == Some(id))
+    };
+    let first = Agent::start_in(&sim, &imds, &[], dir.path());
+    assert!(
+        sim.wait_connected(WsKind::Acs, 1, WAIT).await,
+        "log:\n{}",
+        first.log()
+    );
+    sim.acs_send(manifest("manifest-5", 5)).unwrap();
+    sim.wait_acs_frame(
+        |f| f.msg_type.as_deref() == Some("AckRequest") && f.message_id() == Some("manifest-5"),
+        WAIT,
+    )
+    .await
+    .unwrap_or_else(|| panic!("manifest-5 not acked; log:\n{}", first.log()));
+    drop(first);
+
+    let second = Agent::start_in(&sim, &imds, &[], dir.path());
+    assert!(
+        sim.wait_connected(WsKind::Acs, 2, WAIT).await,
+        "log:\n{}",
+        second.log()
+    );
+    // Handled in order on one connection: once the newer one is acked, the older one was seen.
+    sim.acs_send(manifest("manifest-3", 3)).unwrap();
+    sim.acs_send(manifest("manifest-6", 6)).unwrap();
+    sim.wait_acs_frame(
+        |f| f.msg_type.as_deref() == Some("AckRequest") && f.message_id() == Some("manifest-6"),
+        WAIT,
+    )
+    .await
+    .unwrap_or_else(|| panic!("manifest-6 not acked; log:\n{}", second.log()));
+    assert!(
+        !acked("manifest-3"),
+        "an older timeline than before the restart is stale; log:\n{}",
+        second.log()
+    );
+    assert!(second.log().contains("stale task manifest dropped"));
+}

@@ -3,16 +3,20 @@
 //! (failpoints: during a pull, after a create before the start, after a start, after a report
 //! was accepted but before it was recorded, during a stop, during cleanup, right after a state
 //! save; and at arbitrary times), restarted each time, and the test checks what ECS and Docker
-//! see: never two containers for one task container, no lost task, every task's reports in
-//! order, no host port leaked, nothing left behind after cleanup.
+//! see: never two containers for one task container, no lost task, every task's and every
+//! container's reports in order with exit codes on the stopped containers, each state change
+//! accepted once except where a kill fell between ECS accepting it and the agent saving that
+//! (read from the state file while the agent is dead), no host port leaked, nothing left
+//! behind after cleanup. At least 50 of the kills are the agent's own failpoints (every named
+//! one at least once); kills by the test at random times come on top.
 //!
 //! The agent only ever talks to 127.0.0.1: IMDS is the stub, ECS is the simulator.
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 use support::agent::{payload, Agent};
@@ -23,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The tests of this file run one at a time: one restarts dockerd, and all use the fixed
 /// credentials endpoint port.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-/// Kills the fault-injection test must survive.
+/// Failpoint kills the fault-injection test must survive (kills by the test do not count).
 const KILLS: usize = 50;
 /// Where each life of the agent dies: a failpoint and its occurrence, or `None` for a kill
 /// by the test at a time of its choosing.
@@ -218,29 +222,229 @@ async fn assert_no_duplicates(cluster: &str) {
     assert!(dupes.is_empty(), "duplicate containers: {dupes:?}");
 }
 
-/// Every task's reports: RUNNING then STOPPED, in that order. Returns how many reports
-/// repeated the previous one (idempotent for ECS).
-fn check_reports(reports: &BTreeMap<String, Vec<String>>, tasks: &[Tracked]) -> usize {
-    let mut repeats = 0;
+/// One thing a report tells ECS: a task's status, or a container's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Item {
+    Task(String, String),
+    Container(String, String, String),
+}
+
+/// The order of the backend statuses.
+fn rank(backend: &str) -> u8 {
+    match backend {
+        "PENDING" => 1,
+        "RUNNING" => 2,
+        "STOPPED" => 3,
+        other => panic!("not a backend status: {other}"),
+    }
+}
+
+/// The backend status a saved engine status (`sent`) covers.
+fn saved_rank(status: &str) -> u8 {
+    match status {
+        "NONE" => 0,
+        "MANIFEST_PULLED" | "PULLED" | "CREATED" => 1,
+        "RUNNING" | "RESOURCES_PROVISIONED" => 2,
+        "STOPPED" => 3,
+        other => panic!("not an engine status: {other}"),
+    }
+}
+
+/// The items of one accepted report.
+fn items_of(body: &Value) -> (Item, Vec<Item>) {
+    let task = body["task"].as_str().unwrap_or_default().to_owned();
+    let status = body["status"].as_str().unwrap_or_default().to_owned();
+    let containers = body["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            Item::Container(
+                task.clone(),
+                c["containerName"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    (Item::Task(task, status), containers)
+}
+
+/// What the agent's saved state (read while it is dead) records as accepted by ECS, as
+/// "does it cover this item".
+struct Saved(Value);
+
+impl Saved {
+    /// The state file the next life will load: the current one, else the previous copy.
+    fn read(dir: &std::path::Path) -> Saved {
+        let parse = |name: &str| {
+            std::fs::read(dir.join("data").join(name))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        };
+        Saved(
+            parse("ecs-agent-data.json")
+                .or_else(|| parse("ecs-agent-data.json.prev"))
+                .unwrap_or(Value::Null),
+        )
+    }
+
+    /// Whether a restart could send `item` again: ECS accepted it and the state does not say
+    /// so. A task the state no longer holds is never reported again.
+    fn may_repeat(&self, item: &Item) -> bool {
+        let task_of = |arn: &str| {
+            self.0["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["task"]["arn"] == arn)
+                .cloned()
+        };
+        match item {
+            Item::Task(arn, status) => task_of(arn)
+                .is_some_and(|t| saved_rank(t["sent"].as_str().unwrap_or("NONE")) < rank(status)),
+            Item::Container(arn, name, status) => task_of(arn).is_some_and(|t| {
+                t["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["name"] == name.as_str())
+                    .any(|c| saved_rank(c["sent"].as_str().unwrap_or("NONE")) < rank(status))
+            }),
+        }
+    }
+}
+
+/// One life of the agent, once it is over.
+struct Death {
+    /// The failpoint it was armed with, `None` for a kill by the test at a random time.
+    point: Option<&'static str>,
+    /// The armed failpoint killed it (not the test after waiting in vain).
+    real: bool,
+    /// When the test saw it dead: reports accepted before then belong to this life or earlier.
+    at: SystemTime,
+    /// Items ECS had accepted that the saved state did not record: the ones the next life may
+    /// legitimately send again.
+    window: BTreeSet<Item>,
+}
+
+/// Everything ECS accepted so far, as items.
+fn accepted_items(stand: &Stand) -> BTreeSet<Item> {
+    let mut out = BTreeSet::new();
+    for r in stand.sim.task_state_changes() {
+        let (task, containers) = items_of(&r.body);
+        out.insert(task);
+        out.extend(containers);
+    }
+    out
+}
+
+/// The checks on what ECS received over all lives:
+/// * each task: RUNNING then STOPPED, nothing else, in that order;
+/// * each container of each task: its statuses never go backwards and end STOPPED, with an
+///   exit code on every STOPPED;
+/// * exactly once as far as ECS can tell: an item is accepted again only by a later life, and
+///   only as many times as it was in a death's window (accepted by ECS, not yet saved as sent).
+///   A task status counts as sent again when a report carries it with nothing new (a report
+///   that carries new container statuses at the task's current status is their vehicle).
+///
+/// Returns how many items were sent again.
+fn check_reports(stand: &Stand, tasks: &[Tracked], deaths: &[Death]) -> usize {
+    let life_of = |at: SystemTime| deaths.iter().filter(|d| d.at < at).count();
+    // Where each item was sent (the life of each copy).
+    let mut copies: BTreeMap<Item, Vec<usize>> = BTreeMap::new();
+    let mut per_task: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut per_container: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for r in stand.sim.task_state_changes() {
+        let life = life_of(r.at);
+        let (task, containers) = items_of(&r.body);
+        let anything_new = containers.iter().any(|c| !copies.contains_key(c));
+        if !anything_new || !copies.contains_key(&task) {
+            copies.entry(task.clone()).or_default().push(life);
+        }
+        for c in &containers {
+            copies.entry(c.clone()).or_default().push(life);
+        }
+        let Item::Task(arn, status) = task else {
+            unreachable!()
+        };
+        per_task.entry(arn.clone()).or_default().push(status);
+        for c in r.body["containers"].as_array().into_iter().flatten() {
+            let name = c["containerName"].as_str().unwrap_or_default().to_owned();
+            let status = c["status"].as_str().unwrap_or_default().to_owned();
+            if status == "STOPPED" {
+                assert!(
+                    c["exitCode"].is_i64(),
+                    "{arn} {name}: STOPPED without an exit code: {}",
+                    r.body
+                );
+            }
+            per_container
+                .entry((arn.clone(), name))
+                .or_default()
+                .push(status);
+        }
+    }
     for t in tasks {
         let arn = t.json["arn"].as_str().unwrap();
-        let seen = reports.get(arn).cloned().unwrap_or_default();
-        let mut distinct: Vec<&str> = Vec::new();
-        for s in &seen {
-            if distinct.last() == Some(&s.as_str()) {
-                repeats += 1;
-            } else {
-                distinct.push(s);
-            }
-        }
+        let seen = per_task.get(arn).cloned().unwrap_or_default();
+        let mut distinct = seen.clone();
+        distinct.dedup();
         // Desired STOPPED is only sent once RUNNING was reported, so each task ran.
         assert_eq!(
             distinct,
             ["RUNNING", "STOPPED"],
             "{arn}: reports out of order or missing: {seen:?}"
         );
+        for name in ["app", "side"] {
+            let key = (arn.to_owned(), name.to_owned());
+            let statuses = per_container.get(&key).cloned().unwrap_or_default();
+            assert!(
+                statuses.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])),
+                "{arn} {name}: statuses out of order: {statuses:?}"
+            );
+            assert_eq!(
+                statuses.last().map(String::as_str),
+                Some("STOPPED"),
+                "{arn} {name}: never reported STOPPED: {statuses:?}"
+            );
+        }
+    }
+    let mut repeats = 0;
+    for (item, lives) in &copies {
+        let windows = deaths.iter().filter(|d| d.window.contains(item)).count();
+        assert!(
+            lives.len() <= 1 + windows,
+            "{item:?} accepted {} times (in lives {lives:?}) but only {windows} deaths could \
+             make it repeat",
+            lives.len()
+        );
+        assert!(
+            lives.windows(2).all(|w| w[0] < w[1]),
+            "{item:?} sent twice by one life: {lives:?}"
+        );
+        repeats += lives.len() - 1;
     }
     repeats
+}
+
+/// The failpoints of [`SCHEDULE`], each of which must kill the agent at least once.
+fn failpoint_names() -> BTreeSet<&'static str> {
+    SCHEDULE
+        .iter()
+        .flatten()
+        .map(|p| p.split_once(':').unwrap().0)
+        .collect()
+}
+
+/// How a failpoint kill counts: every named point fired, and at least [`KILLS`] of them.
+fn enough_real_kills(deaths: &[Death]) -> bool {
+    let real: Vec<&str> = deaths
+        .iter()
+        .filter(|d| d.real)
+        .filter_map(|d| d.point)
+        .map(|p| p.split_once(':').unwrap().0)
+        .collect();
+    real.len() >= KILLS && failpoint_names().iter().all(|n| real.contains(n))
 }
 
 #[tokio::test]
@@ -251,8 +455,7 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
     let stand = Stand::new("crash", port).await;
     let mut outbox = Outbox::default();
     let mut tasks: Vec<Tracked> = Vec::new();
-    let mut kills: Vec<String> = Vec::new();
-    let mut life = 0usize;
+    let mut deaths: Vec<Death> = Vec::new();
     let mut agent = stand.start(SCHEDULE[0]);
     let mut born = Instant::now();
     let mut connections = 0;
@@ -260,8 +463,9 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
     loop {
         assert!(
             Instant::now() < deadline,
-            "no end after {} kills ({kills:?}); reports: {:?}; last log:\n{}",
-            kills.len(),
+            "no end after {} deaths ({} real); reports: {:?}; last log:\n{}",
+            deaths.len(),
+            deaths.iter().filter(|d| d.real).count(),
             stand.reports(),
             agent.log()
         );
@@ -272,29 +476,47 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
                 .get(t.json["arn"].as_str().unwrap())
                 .is_some_and(|r| r.iter().any(|s| s == "STOPPED"))
         };
-        if kills.len() >= KILLS && tasks.iter().all(done) {
+        let enough = enough_real_kills(&deaths);
+        if enough && tasks.iter().all(done) {
             break;
         }
-        // The agent died (at its failpoint) or its time is up: restart it.
-        let point = SCHEDULE[life % SCHEDULE.len()];
+        // The agent died (at its failpoint) or its time is up: restart it. A failpoint not
+        // reached in time is a kill by the test too, and does not count as a failpoint kill.
+        let point = SCHEDULE[deaths.len() % SCHEDULE.len()];
         let timed_out = match point {
-            None => born.elapsed() > Duration::from_millis(400 + (life as u64 * 137) % 1800),
+            None => {
+                born.elapsed() > Duration::from_millis(400 + (deaths.len() as u64 * 137) % 1800)
+            }
             Some(_) => born.elapsed() > Duration::from_secs(20),
         };
         if timed_out {
             let _ = agent.child.kill();
         }
         if let Ok(Some(status)) = agent.child.try_wait() {
+            let log = agent.log();
             assert_eq!(
                 status.signal(),
                 Some(9),
-                "the agent ended otherwise than by SIGKILL ({status:?}); log:\n{}",
-                agent.log()
+                "the agent ended otherwise than by SIGKILL ({status:?}); log:\n{log}"
             );
-            kills.push(point.unwrap_or("timed").to_owned() + if timed_out { "(test)" } else { "" });
-            life += 1;
+            let real = point.is_some() && !timed_out;
+            assert!(
+                !real || log.contains("failpoint reached"),
+                "killed by something else than its failpoint {point:?}; log:\n{log}"
+            );
+            let saved = Saved::read(stand.dir.path());
+            let window = accepted_items(&stand)
+                .into_iter()
+                .filter(|i| saved.may_repeat(i))
+                .collect();
+            deaths.push(Death {
+                point,
+                real,
+                at: SystemTime::now(),
+                window,
+            });
             connections = stand.sim.acs_connections();
-            agent = stand.start(SCHEDULE[life % SCHEDULE.len()]);
+            agent = stand.start(SCHEDULE[deaths.len() % SCHEDULE.len()]);
             born = Instant::now();
         }
         if stand.sim.acs_connections() > connections && stand.sim.is_connected(WsKind::Acs) {
@@ -308,7 +530,7 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
         }
         // Keep up to three tasks going while kills remain to be made.
         let active = tasks.iter().filter(|t| !done(t)).count();
-        if kills.len() < KILLS && active < 3 {
+        if !enough && active < 3 {
             let task = stand.task(tasks.len(), tasks.len() % 3 == 2);
             outbox.send(&stand, vec![task.clone()]);
             tasks.push(Tracked {
@@ -375,17 +597,25 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let repeats = check_reports(&stand.reports(), &tasks);
-    let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
-    for k in &kills {
-        *histogram.entry(k.as_str()).or_default() += 1;
+    let repeats = check_reports(&stand, &tasks, &deaths);
+    let mut histogram: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &deaths {
+        let name = match (d.point, d.real) {
+            (Some(p), true) => p.to_owned(),
+            (Some(p), false) => format!("{p}(missed, test kill)"),
+            (None, _) => "random(test kill)".to_owned(),
+        };
+        *histogram.entry(name).or_default() += 1;
     }
+    let windows: usize = deaths.iter().map(|d| d.window.len()).sum();
     eprintln!(
-        "{} kills {histogram:?}; {} tasks; {repeats} repeated reports",
-        kills.len(),
+        "{} deaths, {} at failpoints {histogram:?}; {} tasks; {repeats} items sent again, \
+         {windows} items in crash windows",
+        deaths.len(),
+        deaths.iter().filter(|d| d.real).count(),
         tasks.len()
     );
-    assert!(kills.len() >= KILLS);
+    assert!(enough_real_kills(&deaths));
 }
 
 /// Starts the agent and waits for its ACS connection.
@@ -555,49 +785,80 @@ async fn a_corrupt_state_file_is_set_aside_and_the_previous_copy_used() {
     support::agent::remove_containers(&stand.cluster).await;
 }
 
-#[tokio::test]
-async fn a_docker_restart_is_survived_and_the_dead_containers_reported() {
-    let _serial = SERIAL.lock().await;
-    let stand = Stand::new("dockerd", 45520).await;
+/// Runs a task, has `scripts/test-env <how>` take dockerd down and up again under it, and
+/// checks the agent reports the task's dead containers (with exit codes) and goes on with the
+/// new dockerd. Prints when dockerd answered again and when the report was in.
+async fn docker_outage_is_survived(prefix: &str, port: u16, how: &str) {
+    let stand = Stand::new(prefix, port).await;
     let agent = start_connected(&stand).await;
     let task = stand.task(1, false);
     stand
         .sim
-        .acs_send(payload(&stand.sim, "dockerd-1", 1, vec![task.clone()]))
+        .acs_send(payload(
+            &stand.sim,
+            &format!("{prefix}-1"),
+            1,
+            vec![task.clone()],
+        ))
         .unwrap();
     report(&stand, &task, "RUNNING", &agent).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-env");
+    let outage = Instant::now();
     let out = std::process::Command::new(script)
-        .arg("restart-dockerd")
+        .arg(how)
         .output()
         .unwrap();
+    let back = outage.elapsed();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let stopped_report = report(&stand, &task, "STOPPED", &agent).await;
+    eprintln!(
+        "{how}: dockerd answered again after {} ms, the STOPPED report was in after {} ms",
+        back.as_millis(),
+        outage.elapsed().as_millis()
+    );
     assert_eq!(
         stopped_report["reason"], "Essential container in task exited",
         "{stopped_report}"
     );
-    let app = stopped_report["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["containerName"] == "app")
-        .cloned()
-        .unwrap_or_else(|| panic!("{stopped_report}"));
-    assert_eq!(app["status"], "STOPPED");
+    // Every container's last report says STOPPED, with the exit code Docker recorded.
+    let last = last_container_reports(&stand, &task);
+    for name in ["app", "side"] {
+        let c = last
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} never reported"));
+        assert_eq!(c["status"], "STOPPED", "{name}: {c}");
+        assert!(c["exitCode"].is_i64(), "{name} without an exit code: {c}");
+    }
     // The agent goes on with the new dockerd.
     let next = stand.task(2, false);
     stand
         .sim
-        .acs_send(payload(&stand.sim, "dockerd-2", 2, vec![next.clone()]))
+        .acs_send(payload(
+            &stand.sim,
+            &format!("{prefix}-2"),
+            2,
+            vec![next.clone()],
+        ))
         .unwrap();
     report(&stand, &next, "RUNNING", &agent).await;
     drop(agent);
     support::agent::remove_containers(&stand.cluster).await;
+}
+
+#[tokio::test]
+async fn a_docker_restart_is_survived_and_the_dead_containers_reported() {
+    let _serial = SERIAL.lock().await;
+    docker_outage_is_survived("dockerd", 45520, "restart-dockerd").await;
+}
+
+#[tokio::test]
+async fn a_killed_dockerd_is_survived_and_the_dead_containers_reported() {
+    let _serial = SERIAL.lock().await;
+    docker_outage_is_survived("dockerkill", 45540, "kill-dockerd").await;
 }
 
 #[tokio::test]
@@ -657,4 +918,161 @@ async fn containers_of_the_cluster_unknown_to_the_state_are_reported_and_removed
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gone, "removed when asked; log:\n{}", agent.log());
+}
+
+/// The saved state as JSON (current file).
+fn saved_json(stand: &Stand) -> Value {
+    let bytes = std::fs::read(stand.dir.path().join("data/ecs-agent-data.json")).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The Docker IDs of the cluster's containers, by container name.
+async fn ids_by_name(cluster: &str) -> BTreeMap<String, Vec<String>> {
+    let docker = support::env::docker().await;
+    let label = format!("com.amazonaws.ecs.cluster={cluster}");
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in support::env::containers_labelled(&docker, &label)
+        .await
+        .unwrap()
+    {
+        let labels = c.labels.unwrap_or_default();
+        let name = labels
+            .get("com.amazonaws.ecs.container-name")
+            .cloned()
+            .unwrap_or_default();
+        out.entry(name).or_default().extend(c.id);
+    }
+    out
+}
+
+/// Waits (off the runtime) for the agent to end; panics unless SIGKILL ended it.
+async fn died_at_failpoint(agent: Agent) {
+    let (agent, status) = tokio::task::spawn_blocking(move || {
+        let mut agent = agent;
+        let status = agent.child.wait().unwrap();
+        (agent, status)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.signal(), Some(9), "log:\n{}", agent.log());
+    assert!(agent.log().contains("failpoint reached"), "{}", agent.log());
+}
+
+#[tokio::test]
+async fn a_container_created_just_before_a_crash_is_adopted_by_name_not_created_again() {
+    let _serial = SERIAL.lock().await;
+    let stand = Stand::new("byname", 45550).await;
+    let agent = stand.start(Some("created:1"));
+    assert!(
+        stand.sim.wait_connected(WsKind::Acs, 1, WAIT).await,
+        "log:\n{}",
+        agent.log()
+    );
+    let task = stand.task(1, false);
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "byname-1", 1, vec![task.clone()]))
+        .unwrap();
+    // Dies right after Docker created a container, before its ID was saved (the creates of a
+    // task's containers run side by side: the other one may be there too).
+    died_at_failpoint(agent).await;
+    let before = ids_by_name(&stand.cluster).await;
+    let saved = saved_json(&stand);
+    let orphans: BTreeMap<String, String> = saved["tasks"][0]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["in_flight"] == "CREATED" && c["docker_id"].is_null())
+        .filter_map(|c| {
+            let name = c["name"].as_str().unwrap().to_owned();
+            let ids = before.get(&name)?;
+            assert_eq!(ids.len(), 1, "{name}: {ids:?}");
+            Some((name, ids[0].clone()))
+        })
+        .collect();
+    assert!(
+        !orphans.is_empty(),
+        "a container exists whose create was under way and whose ID was never saved: \
+         {before:?}; {saved}"
+    );
+
+    // The next life creates them again by the same names: Docker says 409, the agent adopts.
+    let agent = start_connected(&stand).await;
+    let running = report(&stand, &task, "RUNNING", &agent).await;
+    let after = ids_by_name(&stand.cluster).await;
+    assert_eq!(after.values().map(Vec::len).sum::<usize>(), 2, "{after:?}");
+    let last = last_container_reports(&stand, &task);
+    for (name, id) in &orphans {
+        assert_eq!(
+            after[name],
+            [id.clone()],
+            "{name}: the same container, not a second"
+        );
+        assert_eq!(last[name]["runtimeId"], json!(id), "{running}");
+    }
+    drop(agent);
+    support::agent::remove_containers(&stand.cluster).await;
+}
+
+/// Each container's last report for the task, by container name.
+fn last_container_reports(stand: &Stand, task: &Value) -> BTreeMap<String, Value> {
+    let mut last = BTreeMap::new();
+    for r in stand.sim.task_state_changes() {
+        if r.body["task"] == task["arn"] {
+            for c in r.body["containers"].as_array().into_iter().flatten() {
+                last.insert(c["containerName"].as_str().unwrap().to_owned(), c.clone());
+            }
+        }
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_container_that_exited_while_the_agent_was_down_is_reported_stopped_with_its_exit_code() {
+    let _serial = SERIAL.lock().await;
+    let stand = Stand::new("downexit", 45560).await;
+    let agent = start_connected(&stand).await;
+    let task = stand.task(1, false);
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "downexit-1", 1, vec![task.clone()]))
+        .unwrap();
+    report(&stand, &task, "RUNNING", &agent).await;
+    kill(agent);
+    // While the agent is down, the essential container is killed (exit code 137).
+    let app = ids_by_name(&stand.cluster).await["app"][0].clone();
+    let docker = support::env::docker().await;
+    docker
+        .kill_container(
+            &app,
+            Some(
+                bollard::query_parameters::KillContainerOptionsBuilder::default()
+                    .signal("KILL")
+                    .build(),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut waited = docker.wait_container(
+        &app,
+        None::<bollard::query_parameters::WaitContainerOptions>,
+    );
+    while futures_util::StreamExt::next(&mut waited).await.is_some() {}
+
+    let agent = start_connected(&stand).await;
+    let stopped_report = report(&stand, &task, "STOPPED", &agent).await;
+    assert_eq!(
+        stopped_report["reason"], "Essential container in task exited",
+        "{stopped_report}"
+    );
+    let last = last_container_reports(&stand, &task);
+    let reported = last
+        .get("app")
+        .cloned()
+        .unwrap_or_else(|| panic!("{last:?}"));
+    assert_eq!(reported["status"], "STOPPED");
+    assert_eq!(reported["exitCode"], 137, "{reported}");
+    assert_eq!(reported["runtimeId"], json!(app));
+    drop(agent);
+    support::agent::remove_containers(&stand.cluster).await;
 }

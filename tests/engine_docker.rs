@@ -52,6 +52,28 @@ impl Harness {
         cleanup_wait: Duration,
         aws: Option<aws_config::SdkConfig>,
     ) -> Self {
+        Self::build_saving(
+            prefix,
+            memory_mib,
+            pull_behavior,
+            cgroups,
+            cleanup_wait,
+            aws,
+            None,
+        )
+        .await
+    }
+
+    /// As [`Harness::build`], saving the engine's state in `state_dir` when given.
+    async fn build_saving(
+        prefix: &str,
+        memory_mib: u64,
+        pull_behavior: ImagePullBehavior,
+        cgroups: Option<CgroupSettings>,
+        cleanup_wait: Duration,
+        aws: Option<aws_config::SdkConfig>,
+        state_dir: Option<&std::path::Path>,
+    ) -> Self {
         let docker = support::env::docker().await;
         let cluster = support::env::unique_name(prefix);
         let cfg = EngineConfig {
@@ -95,6 +117,19 @@ impl Harness {
                     ecs_agent::credentials::Store::default(),
                 )
                 .with_secrets(sdk),
+            None => driver,
+        };
+        let driver = match state_dir {
+            Some(dir) => driver.with_state(ecs_agent::state::Writer::new(
+                dir.to_owned(),
+                ecs_agent::state::Metadata {
+                    cluster: cluster.clone(),
+                    container_instance_arn:
+                        "arn:aws:ecs:us-west-2:123456789012:container-instance/test".into(),
+                    ec2_instance_id: String::new(),
+                    availability_zone: None,
+                },
+            )),
             None => driver,
         };
         tokio::spawn(driver.run());
@@ -958,6 +993,283 @@ async fn log_driver_secrets_become_log_options() {
         "{config:?}"
     );
     assert_eq!(config.get("max-file").map(String::as_str), Some("3"));
+    h.cleanup().await;
+}
+
+/// A task's containers, each with its secrets, as a task definition: `(name, command, secrets
+/// JSON, dependsOn JSON)`.
+fn secrets_task(h: &Harness, containers: &[(&str, &str, String, &str)]) -> Task {
+    let defs: Vec<String> = containers
+        .iter()
+        .map(|(name, command, secrets, depends)| {
+            format!(
+                r#"{{"name":"{name}","image":"{i}","memory":32,"command":["sh","-c",{command:?}],
+                  "secrets":{secrets},"dependsOn":{depends}}}"#,
+                i = image()
+            )
+        })
+        .collect();
+    let mut t = h.task(&format!(
+        r#"{{"family":"secrets","containerDefinitions":[{}]}}"#,
+        defs.join(",")
+    ));
+    t.execution_role_credentials = Some(execution_role("exec-secrets"));
+    t
+}
+
+/// A Secrets Manager secret in moto with this JSON text; its ARN.
+async fn create_secret(sdk: &aws_config::SdkConfig, name: &str, text: &str) -> String {
+    let secret = aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(name)
+        .secret_string(text)
+        .send()
+        .await
+        .unwrap();
+    secret.arn().unwrap().to_owned()
+}
+
+/// A task whose second container's secret is missing stops before either container exists,
+/// though the first container's secret resolves and the second waits for the first to start.
+#[tokio::test]
+async fn a_later_containers_missing_secret_stops_the_task_before_any_container_is_created() {
+    let sdk = support::aws::moto_config().await;
+    let unique = support::env::unique_name("ecs-secret-order");
+    let good = format!("/ecs-agent-test/{unique}/good");
+    let missing = format!("/ecs-agent-test/{unique}/missing");
+    put_secure_string(&sdk, &good, "first-s3cret").await;
+    let mut h = Harness::build(
+        "ecs-enginetest-secretorder",
+        4096,
+        ImagePullBehavior::PreferCached,
+        None,
+        Duration::from_secs(3600),
+        Some(sdk),
+    )
+    .await;
+    let task = secrets_task(
+        &h,
+        &[
+            (
+                "first",
+                "sleep 30",
+                format!(r#"[{{"name":"A","valueFrom":"{good}"}}]"#),
+                "[]",
+            ),
+            (
+                "second",
+                "true",
+                format!(r#"[{{"name":"B","valueFrom":"{missing}"}}]"#),
+                r#"[{"containerName":"first","condition":"START"}]"#,
+            ),
+        ],
+    );
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    let reason = t.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("ResourceInitializationError: ") && reason.contains(&missing),
+        "{reason}"
+    );
+    assert!(!reason.contains("s3cret"), "{reason}");
+    for c in &t.containers {
+        assert!(c.docker_id.is_none(), "{} was created: {t:#?}", c.name);
+    }
+    let label = format!("com.amazonaws.ecs.cluster={}", h.cluster);
+    let made = support::env::containers_labelled(&h.docker, &label)
+        .await
+        .unwrap();
+    assert!(
+        made.is_empty(),
+        "docker holds no container of the task: {made:?}"
+    );
+    h.cleanup().await;
+}
+
+/// Twelve SSM parameters (two GetParameters batches) and Secrets Manager keys reach the
+/// environment of two containers; the container checks every value itself.
+#[tokio::test]
+async fn twelve_ssm_parameters_and_asm_keys_reach_the_containers() {
+    let sdk = support::aws::moto_config().await;
+    let unique = support::env::unique_name("ecs-secret-many");
+    let mut secrets = Vec::new();
+    let mut checks = Vec::new();
+    for i in 0..12 {
+        let name = format!("/ecs-agent-test/{unique}/p{i}");
+        put_secure_string(&sdk, &name, &format!("value-{i}")).await;
+        secrets.push(format!(r#"{{"name":"P{i}","valueFrom":"{name}"}}"#));
+        checks.push(format!(r#"test "$P{i}" = value-{i}"#));
+    }
+    let arn = create_secret(&sdk, &unique, r#"{"user":"app","password":"pw"}"#).await;
+    secrets.push(format!(r#"{{"name":"USER","valueFrom":"{arn}:user::"}}"#));
+    secrets.push(format!(r#"{{"name":"WHOLE","valueFrom":"{arn}"}}"#));
+    checks.push(r#"test "$USER" = app"#.into());
+    checks.push(r#"test "$WHOLE" = '{"user":"app","password":"pw"}'"#.into());
+    let mut h = Harness::build(
+        "ecs-enginetest-secretmany",
+        4096,
+        ImagePullBehavior::PreferCached,
+        None,
+        Duration::from_secs(3600),
+        Some(sdk),
+    )
+    .await;
+    let task = secrets_task(
+        &h,
+        &[
+            (
+                "all",
+                &checks.join(" && "),
+                format!("[{}]", secrets.join(",")),
+                "[]",
+            ),
+            (
+                "other",
+                r#"test "$PASS" = pw"#,
+                format!(r#"[{{"name":"PASS","valueFrom":"{arn}:password::"}}]"#),
+                "[]",
+            ),
+        ],
+    );
+    h.run(&task);
+    let t = h.stopped(&task).await;
+    for c in &t.containers {
+        assert_eq!(c.exit_code, Some(0), "{}: {:?}", c.name, t.reason);
+    }
+    h.cleanup().await;
+}
+
+/// Everything the agent logs in this test binary (the agent's debug level), for greps.
+fn captured_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer: &'static std::sync::Mutex<Vec<u8>> =
+            Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        let directive =
+            ecs_agent::app::logging::filter_directive(ecs_agent::config::LogLevel::Debug);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(directive))
+            .with_writer(move || LogSink(buffer))
+            .try_init();
+        buffer
+    })
+}
+
+struct LogSink(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Each way a secret can fail stops its task with ResourceInitializationError naming the
+/// secret's valueFrom; no secret value (the task's other secrets resolve) reaches the reason,
+/// the agent's log or the saved state.
+#[tokio::test]
+async fn each_secret_failure_names_the_secret_and_leaks_no_value() {
+    let log = captured_log();
+    let sdk = support::aws::moto_config().await;
+    let unique = support::env::unique_name("ecs-secret-fail");
+    let good = format!("/ecs-agent-test/{unique}/good");
+    let ssm_value = format!("ssm-val-{unique}");
+    let asm_value = format!("asm-val-{unique}");
+    put_secure_string(&sdk, &good, &ssm_value).await;
+    let arn = create_secret(&sdk, &unique, &format!(r#"{{"password":"{asm_value}"}}"#)).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut h = Harness::build_saving(
+        "ecs-enginetest-secretfail",
+        4096,
+        ImagePullBehavior::PreferCached,
+        None,
+        Duration::from_secs(3600),
+        Some(sdk),
+        Some(state.path()),
+    )
+    .await;
+    let missing_ssm = format!("/ecs-agent-test/{unique}/missing");
+    let missing_asm =
+        format!("arn:aws:secretsmanager:us-west-2:123456789012:secret:{unique}-gone-AbCdEf");
+    let malformed = format!("{arn}:password");
+    let no_key = format!("{arn}:no-such-key::");
+    let elsewhere = [
+        format!("/ecs-agent-test/{unique}/far-1"),
+        format!("/ecs-agent-test/{unique}/far-2"),
+    ];
+    // (the failing secrets' JSON, what the reason must name)
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (
+            format!(r#"{{"name":"X","valueFrom":"{missing_ssm}"}}"#),
+            vec![missing_ssm.clone()],
+        ),
+        (
+            format!(r#"{{"name":"X","valueFrom":"{missing_asm}","provider":"asm"}}"#),
+            vec![missing_asm.clone()],
+        ),
+        (
+            format!(r#"{{"name":"X","valueFrom":"{malformed}","provider":"asm"}}"#),
+            vec![malformed.clone()],
+        ),
+        (
+            format!(r#"{{"name":"X","valueFrom":"{no_key}","provider":"asm"}}"#),
+            vec![no_key.clone()],
+        ),
+        // moto answers 500 for a region it does not know: an SSM service error for the batch.
+        (
+            elsewhere
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    format!(r#"{{"name":"F{i}","valueFrom":"{p}","region":"zz-nowhere-9"}}"#)
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            elsewhere.to_vec(),
+        ),
+    ];
+    for (failing, named) in &cases {
+        let secrets = format!(
+            r#"[{{"name":"DB","valueFrom":"{good}"}},{{"name":"API","valueFrom":"{arn}:password::"}},{failing}]"#
+        );
+        let task = secrets_task(&h, &[("app", "true", secrets, "[]")]);
+        h.run(&task);
+        let t = h.stopped(&task).await;
+        let reason = t.reason.clone().unwrap_or_default();
+        assert!(
+            reason.starts_with("ResourceInitializationError: "),
+            "{named:?}: {reason}"
+        );
+        for n in named {
+            assert!(reason.contains(n.as_str()), "names {n}: {reason}");
+        }
+        assert!(
+            t.containers[0].docker_id.is_none(),
+            "{named:?}: nothing created"
+        );
+        for value in [&ssm_value, &asm_value] {
+            assert!(!reason.contains(value.as_str()), "{reason}");
+        }
+    }
+    h.handle.flush().await;
+    let saved = std::fs::read_to_string(state.path().join(ecs_agent::state::FILE)).unwrap();
+    assert!(saved.contains(&missing_ssm), "the state holds the tasks");
+    let logged = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(!logged.is_empty(), "the agent's log was captured");
+    for value in [&ssm_value, &asm_value] {
+        assert!(
+            !saved.contains(value.as_str()),
+            "a secret value in the state"
+        );
+        assert!(
+            !logged.contains(value.as_str()),
+            "a secret value in the log"
+        );
+    }
     h.cleanup().await;
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::agent::{payload, Agent};
+use support::cwl_sink::{CwlSink, Refusal};
 use support::ecs_sim::{EcsSim, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
 
@@ -74,6 +75,20 @@ impl Stand {
                 "cpu": 10, "memory": 32, "command": ["sh", "-c", script],
                 "dockerConfig": {"hostConfig": host_config}}]
         })
+    }
+
+    /// Waits for the task's RUNNING report; the container's Docker ID.
+    async fn running_id(&self, task: &Value, agent: &Agent) -> String {
+        let arn = task["arn"].clone();
+        let running = self
+            .sim
+            .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "RUNNING", WAIT)
+            .await
+            .unwrap_or_else(|| panic!("not running; log:\n{}", agent.log()));
+        running.body["containers"][0]["runtimeId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     fn run(&self, id: &str, task: &Value) {
@@ -370,4 +385,253 @@ async fn cleanup_waits_until_a_stopped_containers_logs_are_shipped() {
         numbered(1000),
         "everything was shipped before the removal"
     );
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_written_together_arrive_once_each_and_unmixed() {
+    let stand = Stand::new("logs-streams").await;
+    let agent = stand.agent(&[]).await;
+    // Both streams in a tight loop (Docker stamps them in separate goroutines, so the file is
+    // not in timestamp order), then a 40,000-character stdout line (Docker splits it into
+    // 16 KB pieces) while stderr keeps writing.
+    let script = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo o$i; echo e$i >&2; done; \
+        (j=0; while [ $j -lt 2000 ]; do j=$((j+1)); echo f$j >&2; done) & \
+        head -c 40000 /dev/zero | tr '\\0' x; echo; wait; sleep 3600";
+    let task = stand.task(8, script, json!({"awslogs-stream-prefix": "web"}));
+    stand.run("logs-streams-1", &task);
+    let stream = "web/app/logs8";
+    wait_messages(&stand.group, stream, 42_001, &agent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = messages(&logs_client().await, &stand.group, stream).await;
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for m in &got {
+        *seen.entry(m.as_str()).or_default() += 1;
+    }
+    let expected: Vec<String> = (1..=20_000)
+        .flat_map(|i| [format!("o{i}"), format!("e{i}")])
+        .chain((1..=2000).map(|j| format!("f{j}")))
+        .collect();
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|m| seen.get(m.as_str()) != Some(&1))
+        .take(10)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "not exactly once: {wrong:?} ({} messages)",
+        got.len()
+    );
+    let long = "x".repeat(40_000);
+    assert_eq!(
+        seen.get(long.as_str()),
+        Some(&1),
+        "the long line, whole and unmixed"
+    );
+    assert_eq!(got.len(), 42_001, "nothing else");
+}
+
+/// Waits until `sink`'s stream holds `count` distinct numbered lines.
+async fn wait_sink(sink: &CwlSink, stream: &str, count: usize, agent: &Agent) {
+    let deadline = Instant::now() + WAIT;
+    while sink.stream(stream).numbers.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} lines at the sink in {stream}; log:\n{}",
+            sink.stream(stream).numbers.len(),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn cleanup_removes_the_container_at_the_drain_deadline_when_cloudwatch_is_unreachable() {
+    let stand = Stand::new("logs-deadline").await;
+    let agent = stand
+        .agent(&[
+            ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "1s"),
+            ("ECS_AWSLOGS_DRAIN_TIMEOUT", "3s"),
+        ])
+        .await;
+    let task = stand.task(
+        10,
+        "seq 1 1000",
+        json!({"awslogs-endpoint": "http://127.0.0.1:1"}),
+    );
+    stand.run("logs-deadline-1", &task);
+    let arn = task["arn"].clone();
+    let stopped = stand
+        .sim
+        .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "STOPPED", WAIT)
+        .await
+        .unwrap_or_else(|| panic!("not stopped; log:\n{}", agent.log()));
+    let id = stopped.body["containers"][0]["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let docker = support::env::docker().await;
+    let deadline = Instant::now() + WAIT;
+    while docker.inspect_container(&id, None).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "never removed although its logs cannot be shipped; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = agent.log();
+    let error = log
+        .lines()
+        .find(|l| l.contains("not shipped by the drain deadline"))
+        .unwrap_or_else(|| panic!("no error about the lost lines; log:\n{log}"));
+    assert!(error.contains("level=error"), "{error}");
+    assert!(
+        error.contains("lines=1000"),
+        "all 1000 lines counted: {error}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_and_unavailable_replies_are_retried_and_lose_nothing() {
+    let stand = Stand::new("logs-throttle").await;
+    let sink = CwlSink::start().await;
+    let agent = stand.agent(&[]).await;
+    let refusals = [
+        Refusal::Throttling,
+        Refusal::Unavailable,
+        Refusal::Throttling,
+        Refusal::Throttling,
+        Refusal::Unavailable,
+        Refusal::Unavailable,
+        Refusal::Throttling,
+        Refusal::Unavailable,
+    ];
+    sink.refuse_next(&refusals);
+    let task = stand.task(
+        9,
+        "seq 1 3000; sleep 3600",
+        json!({"awslogs-stream-prefix": "web", "awslogs-endpoint": sink.url}),
+    );
+    stand.run("logs-throttle-1", &task);
+    wait_sink(&sink, "web/app/logs9", 3000, &agent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = sink.stream("web/app/logs9");
+    assert_eq!(sink.refusals_left(), 0, "every refusal was met");
+    assert_eq!(
+        (got.events, got.repeats),
+        (3000, 0),
+        "each line once, after retries"
+    );
+    assert!(got.numbers.iter().all(|n| (1..=3000).contains(n)));
+}
+
+#[tokio::test]
+async fn without_create_group_a_missing_group_is_not_created_and_the_error_says_so() {
+    let stand = Stand::new("logs-nogroup").await;
+    let agent = stand.agent(&[]).await;
+    let task = stand.task(
+        13,
+        "echo hello; sleep 3600",
+        json!({"awslogs-create-group": "false"}),
+    );
+    stand.run("logs-nogroup-1", &task);
+    let deadline = Instant::now() + WAIT;
+    let error = loop {
+        let log = agent.log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("CloudWatch refused a log batch"))
+        {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no error; log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(error.contains("level=error"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "log group {} does not exist and awslogs-create-group is not true",
+            stand.group
+        )),
+        "{error}"
+    );
+    let groups = logs_client()
+        .await
+        .describe_log_groups()
+        .log_group_name_prefix(&stand.group)
+        .send()
+        .await
+        .unwrap();
+    assert!(groups.log_groups().is_empty(), "the group was not created");
+}
+
+#[tokio::test]
+async fn the_docker_driver_setting_leaves_awslogs_to_docker() {
+    let stand = Stand::new("logs-dockerdrv").await;
+    let sink = CwlSink::start().await;
+    let agent = stand.agent(&[("ECS_AWSLOGS_DOCKER_DRIVER", "true")]).await;
+    // Docker's own driver (in dockerd, with the test environment's dummy credentials) talks
+    // only to the sink on 127.0.0.1.
+    let task = stand.task(
+        14,
+        "echo 1; echo 2; sleep 3600",
+        json!({"awslogs-stream": "docker-driver", "awslogs-endpoint": sink.url}),
+    );
+    stand.run("logs-dockerdrv-1", &task);
+    let id = stand.running_id(&task, &agent).await;
+    let inspect = support::env::docker()
+        .await
+        .inspect_container(&id, None)
+        .await
+        .unwrap();
+    let log_config = inspect.host_config.unwrap().log_config.unwrap();
+    assert_eq!(log_config.typ.as_deref(), Some("awslogs"));
+    let config = log_config.config.unwrap();
+    assert_eq!(config.get("awslogs-endpoint"), Some(&sink.url));
+    assert!(!config.contains_key("awslogs-credentials-endpoint"));
+    wait_sink(&sink, "docker-driver", 2, &agent).await;
+}
+
+#[tokio::test]
+async fn each_container_signs_with_the_execution_role_or_its_credentials_endpoint() {
+    let stand = Stand::new("logs-creds").await;
+    let sink = CwlSink::start().await;
+    let agent = stand.agent(&[]).await;
+    let creds = |id: &str, key: &str| {
+        json!({"credentialsId": id, "roleArn": "arn:aws:iam::123456789012:role/logs",
+            "accessKeyId": key, "secretAccessKey": "SECRET", "sessionToken": "TOKEN",
+            "expiration": "2099-01-01T00:00:00Z"})
+    };
+    let (id_a, id_b) = (
+        format!("{}-exec-a", stand.cluster),
+        format!("{}-exec-b", stand.cluster),
+    );
+    let script = "seq 1 10; sleep 3600";
+    let mut by_role = stand.task(
+        11,
+        script,
+        json!({"awslogs-stream-prefix": "web", "awslogs-endpoint": sink.url}),
+    );
+    by_role["executionRoleCredentials"] = creds(&id_a, "AKIDEXECUTIONROLE");
+    by_role["containers"][0]["logsAuthStrategy"] = json!("ExecutionRole");
+    let mut by_endpoint = stand.task(
+        12,
+        script,
+        json!({"awslogs-stream-prefix": "web", "awslogs-endpoint": sink.url,
+            "awslogs-credentials-endpoint": format!("/v2/credentials/{id_b}")}),
+    );
+    by_endpoint["executionRoleCredentials"] = creds(&id_b, "AKIDCREDSENDPOINT");
+    stand.run("logs-creds-1", &by_role);
+    stand.run("logs-creds-2", &by_endpoint);
+    wait_sink(&sink, "web/app/logs11", 10, &agent).await;
+    wait_sink(&sink, "web/app/logs12", 10, &agent).await;
+    let keys = |stream: &str| {
+        sink.stream(stream)
+            .access_keys
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys("web/app/logs11"), ["AKIDEXECUTIONROLE"]);
+    assert_eq!(keys("web/app/logs12"), ["AKIDCREDSENDPOINT"]);
+    assert!(!agent.log().contains("SECRET"), "credentials never logged");
 }

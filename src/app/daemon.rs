@@ -223,7 +223,12 @@ pub async fn run(config: &Config) -> Exit {
         let checkpoints =
             Checkpoints::new(config.checkpoint.then(|| config.data_dir.clone().into()));
         let cloudwatch = CloudWatch::new(sdk.clone(), store.clone());
-        let shipper = Shipper::new(logs_docker, cloudwatch, checkpoints);
+        let shipper = Shipper::new(
+            logs_docker,
+            cloudwatch,
+            checkpoints,
+            config.awslogs_drain_timeout,
+        );
         driver.with_log_shipping(shipper, region.clone())
     };
     let driver = match local_run::engine_auth(config) {

@@ -32,19 +32,27 @@ pub(super) struct Resumed {
 }
 
 /// Reads the saved state (when checkpointing). Another EC2 instance's state is ignored, another
-/// cluster's is a terminal error, as in the official agent. A corrupt file is set aside (the
-/// previous copy used); a data directory that cannot be read at all stops the agent.
+/// cluster's is a terminal error, as in the official agent, and so is a state of a newer schema
+/// (a downgrade). A corrupt file is set aside (the previous copy used); a data directory that
+/// cannot be read at all stops the agent.
 pub(super) fn saved_state(config: &Config, instance_id: &str) -> Result<Resumed, Exit> {
     if !config.checkpoint {
         return Ok(Resumed::default());
     }
     let loaded = match state::load(Path::new(&config.data_dir)) {
         Ok(l) => l,
+        Err(e) if e.is_terminal() => {
+            tracing::error!(error = %e, "cannot use the saved state");
+            return Err(Exit::Terminal);
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot read the saved state");
             return Err(Exit::Failure);
         }
     };
+    for error in &loaded.errors {
+        tracing::error!(data_dir = %config.data_dir, "saved state: {error}");
+    }
     for note in &loaded.notes {
         tracing::warn!(data_dir = %config.data_dir, "saved state: {note}");
     }

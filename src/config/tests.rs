@@ -272,6 +272,7 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         "true",
         "docker",
     ),
+    ("ECS_AWSLOGS_DRAIN_TIMEOUT", "10m0s", "30s", "30s", "soon"),
     (
         "ECS_EFS_MOUNT_TARGETS",
         "{}",

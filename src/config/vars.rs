@@ -414,6 +414,10 @@ config_table! {
     /// (the official behaviour) instead of shipping the logs from the agent.
     awslogs_docker_driver: bool { env: "ECS_AWSLOGS_DOCKER_DRIVER", json: None, status: Active,
         parse: parse::boolean, default: false }
+    /// This agent's own: how long task cleanup waits for a stopped container's logs to be
+    /// shipped before it removes the container anyway (an error counts the lines left).
+    awslogs_drain_timeout: Duration { env: "ECS_AWSLOGS_DRAIN_TIMEOUT", json: None, status: Active,
+        parse: parse::duration, default: Duration::from_secs(600) }
     /// Ignore container health checks.
     disable_docker_health_check: bool { env: "ECS_DISABLE_DOCKER_HEALTH_CHECK", json: Some("DisableDockerHealthCheck"), status: Active,
         parse: parse::boolean, default: false }

@@ -1,10 +1,14 @@
 //! Where each container's shipping stands, saved after every batch CloudWatch accepted: one
-//! small file per container under `ECS_DATADIR/logs/` (crash-safe writes, mode 0600), holding
-//! the destination and the position of the last line shipped. A restarted agent resumes from
-//! it: no gap, no duplicate.
+//! small file per container under `ECS_DATADIR/logs/` (mode 0600), holding the destination and
+//! the position of the last line shipped. Writes are atomic but not fsynced
+//! (`state::replace_file`): they survive an agent crash, while a power cut may bring back an
+//! older position (lines shipped again, none lost) — the exception `docs/state.md` lists. A
+//! restarted agent resumes from it: no gap, and no duplicate after an agent crash.
 //!
-//! A position is the line's Docker timestamp (nanoseconds) plus its index among the lines
-//! that carry exactly that timestamp, so two lines logged in the same nanosecond are told apart.
+//! A position is where the line ends in Docker's json-file log (the file's inode and the byte
+//! offset just past the line) when the agent reads the file, which is exact whatever order the
+//! timestamps come in; plus, for reading through the Docker API, the line's Docker timestamp
+//! (nanoseconds) and its index among the lines that carry exactly that timestamp.
 
 use std::fs;
 use std::path::PathBuf;
@@ -21,6 +25,25 @@ pub struct Position {
     pub nanos: i64,
     /// Index among the lines with this same timestamp.
     pub seq: u32,
+    /// Where the line ends in the json-file log, when it was read from the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileOffset>,
+}
+
+impl Position {
+    /// The timestamp and index, without the file offset.
+    pub fn key(&self) -> (i64, u32) {
+        (self.nanos, self.seq)
+    }
+}
+
+/// A place in one of Docker's json-file log files (the current one or a rotated one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileOffset {
+    /// The file's inode (rotation renames files; the inode follows them).
+    pub ino: u64,
+    /// Bytes from the start of the file.
+    pub offset: u64,
 }
 
 /// One container's shipping record.
@@ -128,7 +151,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Checkpoints::new(Some(dir.path().to_owned()));
         c.save(&record("abc", None));
-        let at = Position { nanos: 5, seq: 1 };
+        let at = Position {
+            nanos: 5,
+            seq: 1,
+            file: Some(FileOffset { ino: 7, offset: 90 }),
+        };
         c.save(&record("abc", Some(at)));
         c.save(&record("def", None));
         let mut all = c.load_all();
@@ -147,9 +174,14 @@ mod tests {
 
     #[test]
     fn positions_order_by_time_then_index() {
-        let a = Position { nanos: 10, seq: 3 };
-        assert!(Position { nanos: 10, seq: 4 } > a);
-        assert!(Position { nanos: 11, seq: 0 } > a);
-        assert!(Position { nanos: 9, seq: 9 } < a);
+        let at = |nanos, seq| Position {
+            nanos,
+            seq,
+            file: None,
+        };
+        let a = at(10, 3);
+        assert!(at(10, 4).key() > a.key());
+        assert!(at(11, 0).key() > a.key());
+        assert!(at(9, 9).key() < a.key());
     }
 }

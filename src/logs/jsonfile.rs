@@ -4,34 +4,82 @@
 //! of the file being read, so any number of rotations in between loses nothing that Docker
 //! still keeps. (Docker's own follow API drops what rotated away under a slow reader.)
 //!
+//! Each entry comes with the place it ends in its file (inode and offset), so a checkpoint
+//! names an exact place to resume from, whatever order Docker's timestamps come in (stdout and
+//! stderr are stamped by separate goroutines, so the file is not always in timestamp order).
+//!
 //! Blocking I/O: call it from `spawn_blocking`.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use super::checkpoint::FileOffset;
 
 /// One entry of a json-file log: `{"log":"…","stream":"stdout","time":"…"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Entry {
     /// The text, ending with `\n` unless Docker split a long line into several entries.
     pub log: String,
+    /// `stdout` or `stderr`.
+    #[serde(default)]
+    pub stream: String,
     /// RFC 3339 with nanoseconds.
     pub time: String,
+    /// Where the entry starts and ends in its file.
+    #[serde(skip)]
+    pub start: FileOffset,
+    #[serde(skip)]
+    pub end: FileOffset,
+}
+
+/// The file being read.
+struct Open {
+    reader: BufReader<File>,
+    ino: u64,
+    offset: u64,
 }
 
 /// A follower of one container's json-file log.
 pub struct JsonLog {
     base: PathBuf,
-    open: Option<(BufReader<File>, u64)>,
+    open: Option<Open>,
 }
 
 impl JsonLog {
     /// A follower of the log at `base` (Docker's `LogPath`); nothing is opened yet.
     pub fn new(base: PathBuf) -> Self {
         JsonLog { base, open: None }
+    }
+
+    /// Positions the follower at `at` (a checkpoint) when Docker still keeps that file and it
+    /// is that long; false when it does not (the follower then starts at the oldest file).
+    pub fn resume_at(&mut self, at: FileOffset) -> io::Result<bool> {
+        let files = std::iter::once(self.base.clone()).chain(self.rotated_files());
+        for path in files {
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            let meta = file.metadata()?;
+            if meta.ino() != at.ino {
+                continue;
+            }
+            if meta.len() < at.offset {
+                return Ok(false);
+            }
+            let mut reader = BufReader::with_capacity(1 << 20, file);
+            reader.seek(SeekFrom::Start(at.offset))?;
+            self.open = Some(Open {
+                reader,
+                ino: at.ino,
+                offset: at.offset,
+            });
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn rotated(&self, n: usize) -> PathBuf {
@@ -64,7 +112,11 @@ impl JsonLog {
     fn open_path(&mut self, path: &Path) -> io::Result<()> {
         let file = File::open(path)?;
         let ino = file.metadata()?.ino();
-        self.open = Some((BufReader::with_capacity(1 << 20, file), ino));
+        self.open = Some(Open {
+            reader: BufReader::with_capacity(1 << 20, file),
+            ino,
+            offset: 0,
+        });
         Ok(())
     }
 
@@ -96,17 +148,17 @@ impl JsonLog {
         let mut read = 0;
         let mut line = Vec::new();
         while read < max_bytes {
-            let Some((reader, ino)) = &mut self.open else {
+            let Some(open) = &mut self.open else {
                 break;
             };
             line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
+            let n = open.reader.read_until(b'\n', &mut line)?;
             if n == 0 || !line.ends_with(b"\n") {
                 // At the end: an incomplete last line is read again from its start.
                 if n > 0 {
-                    reader.seek_relative(-(n as i64))?;
+                    open.reader.seek_relative(-(n as i64))?;
                 }
-                let ino = *ino;
+                let ino = open.ino;
                 match self.successor(ino) {
                     Some(next) if n == 0 => self.open_path(&next)?,
                     _ => break,
@@ -114,7 +166,17 @@ impl JsonLog {
                 continue;
             }
             read += n;
-            if let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
+            let start = open.offset;
+            open.offset += n as u64;
+            if let Ok(mut entry) = serde_json::from_slice::<Entry>(&line) {
+                entry.start = FileOffset {
+                    ino: open.ino,
+                    offset: start,
+                };
+                entry.end = FileOffset {
+                    ino: open.ino,
+                    offset: open.offset,
+                };
                 out.push(entry);
             }
         }
@@ -198,6 +260,37 @@ mod tests {
         let mut all = texts(&log.read(1 << 20).unwrap());
         all.extend(texts(&log.read(1 << 20).unwrap()));
         assert_eq!(all, ["line 0", "line 1", "line 2"]);
+    }
+
+    #[test]
+    fn reading_resumes_exactly_where_an_entry_ended_even_in_a_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("c-json.log");
+        append(&base, 0..4);
+        let mut log = JsonLog::new(base.clone());
+        let first = log.read(1 << 20).unwrap();
+        let at = first[1].end;
+        rotate(&base, 5);
+        append(&base, 4..6);
+        let mut again = JsonLog::new(base.clone());
+        assert!(
+            again.resume_at(at).unwrap(),
+            "the rotated file is found by its inode"
+        );
+        let mut all = Vec::new();
+        loop {
+            let got = again.read(1 << 20).unwrap();
+            if got.is_empty() {
+                break;
+            }
+            all.extend(texts(&got));
+        }
+        assert_eq!(all, ["line 2", "line 3", "line 4", "line 5"]);
+        let gone = FileOffset {
+            ino: u64::MAX,
+            offset: 0,
+        };
+        assert!(!JsonLog::new(base).resume_at(gone).unwrap());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Shipping containers' `awslogs` logs to CloudWatch Logs from the agent itself. A container
 //! whose task asks for `awslogs` gets Docker's local rotating `json-file` driver instead, so
-//! writing a line never waits on the network; the agent follows the log through the Docker API
-//! and ships it with `PutLogEvents`, saving a checkpoint after each accepted batch, so neither
-//! an agent restart nor a CloudWatch outage loses or repeats lines. `ECS_AWSLOGS_DOCKER_DRIVER`
+//! writing a line never waits on the network; the agent follows Docker's log files (or the
+//! Docker API) and ships them with `PutLogEvents`, saving a checkpoint after each accepted
+//! batch, so neither an agent restart nor a CloudWatch outage loses or repeats lines. `ECS_AWSLOGS_DOCKER_DRIVER`
 //! keeps Docker's own awslogs driver (the official agent's behaviour) instead.
 //!
 //! `options`, `batch` and `multiline` are pure (option parsing, stream naming, CloudWatch's

@@ -2,8 +2,12 @@
 //! parsed and checked as Docker's awslogs driver checks them (unknown options and bad values are
 //! refused, naming the option), the stream name as ECS builds it, and the pattern that starts a
 //! multiline event. Pure.
+//!
+//! An error quotes a bad value only when the option did not come from a secret
+//! (`logConfiguration.secretOptions`): a secret's value never reaches an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +46,8 @@ pub struct AwsLogsOptions {
     pub datetime_format: Option<String>,
     pub multiline_pattern: Option<String>,
     pub endpoint: Option<String>,
+    /// `awslogs-credentials-endpoint`: a relative URI of this agent's credentials endpoint
+    /// (`/v2/credentials/<id>`), whose credentials sign this container's calls.
     pub credentials_endpoint: Option<String>,
     /// `blocking` or `non-blocking`: accepted; the agent never blocks the container either way.
     pub mode: Option<String>,
@@ -55,14 +61,16 @@ pub enum OptionsError {
     NoGroup,
     #[error("unknown log opt '{0}' for awslogs log driver")]
     Unknown(String),
-    #[error("{option}: {value:?} is not true or false")]
-    NotBool { option: &'static str, value: String },
-    #[error("{option}: {value:?} is not one of blocking, non-blocking")]
-    BadMode { option: &'static str, value: String },
-    #[error("{option}: {value:?} is not a positive integer")]
-    NotPositive { option: &'static str, value: String },
+    #[error("{option}: {value} is not true or false")]
+    NotBool { option: &'static str, value: Shown },
+    #[error("{option}: {value} is not one of blocking, non-blocking")]
+    BadMode { option: &'static str, value: Shown },
+    #[error("{option}: {value} is not a positive integer")]
+    NotPositive { option: &'static str, value: Shown },
     #[error("awslogs-datetime-format and awslogs-multiline-pattern cannot both be set")]
     BothPatterns,
+    #[error("awslogs-credentials-endpoint: {0:?} is not a /v2/credentials/<id> URI of the agent's credentials endpoint")]
+    BadCredentialsEndpoint(String),
     #[error("{option}: invalid regular expression: {reason}")]
     BadPattern {
         option: &'static str,
@@ -70,8 +78,44 @@ pub enum OptionsError {
     },
 }
 
+/// A bad value as an error shows it: quoted, or only said to come from a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown {
+    Value(String),
+    FromSecret,
+}
+
+impl Shown {
+    fn of(option: &str, value: &str, secret: &BTreeSet<String>) -> Shown {
+        if secret.contains(option) {
+            Shown::FromSecret
+        } else {
+            Shown::Value(value.to_owned())
+        }
+    }
+}
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shown::Value(v) => write!(f, "{v:?}"),
+            Shown::FromSecret => f.write_str("the value from its secret"),
+        }
+    }
+}
+
 impl AwsLogsOptions {
+    /// Parses options none of which came from a secret.
     pub fn parse(options: &BTreeMap<String, String>) -> Result<Self, OptionsError> {
+        Self::parse_with_secrets(options, &BTreeSet::new())
+    }
+
+    /// Parses options; those named in `secret` came from secrets, and an error about one of
+    /// them does not show its value.
+    pub fn parse_with_secrets(
+        options: &BTreeMap<String, String>,
+        secret: &BTreeSet<String>,
+    ) -> Result<Self, OptionsError> {
         if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(OptionsError::Unknown(unknown.clone()));
         }
@@ -80,7 +124,7 @@ impl AwsLogsOptions {
             None | Some("") => false,
             Some(value) => parse_go_bool(value).ok_or_else(|| OptionsError::NotBool {
                 option: "awslogs-create-group",
-                value: value.to_owned(),
+                value: Shown::of("awslogs-create-group", value, secret),
             })?,
         };
         let mode = get("mode");
@@ -90,14 +134,14 @@ impl AwsLogsOptions {
         {
             return Err(OptionsError::BadMode {
                 option: "mode",
-                value: m.to_owned(),
+                value: Shown::of("mode", m, secret),
             });
         }
         for option in [
             "awslogs-force-flush-interval-seconds",
             "awslogs-max-buffered-events",
         ] {
-            check_positive(option, options.get(option))?;
+            check_positive(option, options.get(option), secret)?;
         }
         let parsed = AwsLogsOptions {
             group: get("awslogs-group").ok_or(OptionsError::NoGroup)?,
@@ -113,7 +157,21 @@ impl AwsLogsOptions {
             max_buffer_size: get("max-buffer-size"),
         };
         parsed.start_pattern()?;
+        parsed.credentials_id()?;
         Ok(parsed)
+    }
+
+    /// The credentials ID `awslogs-credentials-endpoint` names (`/v2/credentials/<id>`), for
+    /// the agent's own credentials store; other endpoints are refused (the agent does not
+    /// fetch credentials over HTTP from elsewhere).
+    pub fn credentials_id(&self) -> Result<Option<&str>, OptionsError> {
+        let Some(uri) = &self.credentials_endpoint else {
+            return Ok(None);
+        };
+        match uri.strip_prefix("/v2/credentials/") {
+            Some(id) if !id.is_empty() && !id.contains(['/', '?', '#']) => Ok(Some(id)),
+            _ => Err(OptionsError::BadCredentialsEndpoint(uri.clone())),
+        }
     }
 
     /// ECS's naming: `prefix/container-name/task-id` with `awslogs-stream-prefix`, else an
@@ -148,13 +206,17 @@ impl AwsLogsOptions {
 
 /// Docker refuses a numeric option that is not a positive integer, though the agent does not
 /// use these two (it flushes and buffers on its own terms).
-fn check_positive(option: &'static str, value: Option<&String>) -> Result<(), OptionsError> {
+fn check_positive(
+    option: &'static str,
+    value: Option<&String>,
+    secret: &BTreeSet<String>,
+) -> Result<(), OptionsError> {
     match value.map(String::as_str) {
         None | Some("") => Ok(()),
         Some(v) if v.parse::<i64>().is_ok_and(|n| n > 0) => Ok(()),
         Some(v) => Err(OptionsError::NotPositive {
             option,
-            value: v.to_owned(),
+            value: Shown::of(option, v, secret),
         }),
     }
 }
@@ -287,6 +349,20 @@ mod tests {
             (
                 &[
                     ("awslogs-group", "g"),
+                    ("awslogs-credentials-endpoint", "http://10.0.0.1/creds"),
+                ],
+                "awslogs-credentials-endpoint: \"http://10.0.0.1/creds\" is not a /v2/credentials/<id>",
+            ),
+            (
+                &[
+                    ("awslogs-group", "g"),
+                    ("awslogs-credentials-endpoint", "/v2/credentials/"),
+                ],
+                "awslogs-credentials-endpoint",
+            ),
+            (
+                &[
+                    ("awslogs-group", "g"),
                     ("awslogs-multiline-pattern", "^a"),
                     ("awslogs-datetime-format", "%Y"),
                 ],
@@ -297,6 +373,39 @@ mod tests {
             let err = AwsLogsOptions::parse(&opts(pairs)).unwrap_err().to_string();
             assert!(err.contains(expected), "{pairs:?}: {err}");
         }
+    }
+
+    #[test]
+    fn errors_never_show_the_value_of_an_option_from_a_secret() {
+        let cases: &[(&str, &str)] = &[
+            ("awslogs-create-group", "s3cret-bool"),
+            ("mode", "s3cret-mode"),
+            ("awslogs-force-flush-interval-seconds", "s3cret-n"),
+            ("awslogs-max-buffered-events", "s3cret-m"),
+        ];
+        for (option, value) in cases {
+            let options = opts(&[("awslogs-group", "g"), (option, value)]);
+            let plain = AwsLogsOptions::parse(&options).unwrap_err().to_string();
+            assert!(
+                plain.contains(value),
+                "a plain option's value is shown: {plain}"
+            );
+            let secret = [option.to_string()].into();
+            let err = AwsLogsOptions::parse_with_secrets(&options, &secret)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(option), "the option is named: {err}");
+            assert!(!err.contains("s3cret"), "no secret value: {err}");
+        }
+        let pattern = opts(&[
+            ("awslogs-group", "g"),
+            ("awslogs-multiline-pattern", "(s3cret"),
+        ]);
+        let secret = ["awslogs-multiline-pattern".to_owned()].into();
+        let err = AwsLogsOptions::parse_with_secrets(&pattern, &secret)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]
@@ -322,6 +431,7 @@ mod tests {
         assert!(o.create_group);
         assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(o.max_buffer_size.as_deref(), Some("25m"));
+        assert_eq!(o.credentials_id(), Ok(Some("x")));
         assert_eq!(
             o.start_pattern().unwrap().map(|r| r.as_str().to_owned()),
             None
@@ -360,7 +470,7 @@ mod tests {
                 err,
                 OptionsError::NotBool {
                     option: "awslogs-create-group",
-                    value: refused.to_owned()
+                    value: Shown::Value(refused.to_owned())
                 }
             );
         }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use crate::images::{asm_credentials, ecr_auth, EcrAuth, EngineAuth};
 use crate::model::Task;
+use crate::secrets::cache::SecretsCache;
+use crate::secrets::{ContainerSecrets, SecretRef, TaskSecretRefs};
 
 /// What a pull may authenticate with.
 pub(super) struct PullAuth {
@@ -45,22 +47,18 @@ impl PullAuth {
     }
 }
 
-/// The container's secrets, fetched before it is created: those for its environment, and
-/// those for its log driver's options (`target` `LOG_DRIVER`).
+/// The container's secrets (environment and log driver options), from the resolution of every
+/// secret of its task: the first create of a task resolves them all, the others wait for it.
 pub(super) async fn container_secrets(
+    cache: &SecretsCache,
     sdk: Option<&aws_config::SdkConfig>,
     execution: Option<&crate::model::RoleCredentials>,
     task: &Task,
-    model: &crate::model::Container,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
-    let refs: Vec<crate::secrets::SecretRef> = model
-        .secrets
-        .iter()
-        .flatten()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
-        .collect();
+    container: &str,
+) -> Result<ContainerSecrets, String> {
+    let refs = task_secret_refs(task);
     if refs.is_empty() {
-        return Ok(Default::default());
+        return Ok(ContainerSecrets::default());
     }
     let Some(sdk) = sdk else {
         return Err(
@@ -68,17 +66,29 @@ pub(super) async fn container_secrets(
         );
     };
     let region = task.arn.split(':').nth(3).unwrap_or_default().to_owned();
-    let mut values = crate::secrets::resolve(sdk, execution, &region, &refs).await?;
-    let mut log_options = BTreeMap::new();
-    for r in refs
+    let all = cache
+        .task(&task.arn, || {
+            crate::secrets::resolve_task(sdk, execution, &region, &refs)
+        })
+        .await?;
+    Ok(all.get(container).cloned().unwrap_or_default())
+}
+
+/// The secrets of every container of a task that has any.
+fn task_secret_refs(task: &Task) -> TaskSecretRefs {
+    task.containers
         .iter()
-        .filter(|r| r.target.as_deref() == Some("LOG_DRIVER"))
-    {
-        if let Some(v) = values.remove(&r.name) {
-            log_options.insert(r.name.clone(), v);
-        }
-    }
-    Ok((values, log_options))
+        .map(|c| {
+            let refs: Vec<SecretRef> = c
+                .secrets
+                .iter()
+                .flatten()
+                .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                .collect();
+            (c.name.clone(), refs)
+        })
+        .filter(|(_, refs)| !refs.is_empty())
+        .collect()
 }
 
 /// The container's log configuration: its `dockerConfig.hostConfig` `LogConfig` with the
@@ -130,9 +140,14 @@ pub(super) fn log_plan(
     };
     match effective {
         Some((typ, config)) if typ == "awslogs" && agent_ships => {
-            let options = crate::logs::options::AwsLogsOptions::parse(&config).map_err(|e| {
-                format!("CannotCreateContainerError: failed to initialize logging driver: {e}")
-            })?;
+            let from_secrets = secret_options.keys().cloned().collect();
+            let options =
+                crate::logs::options::AwsLogsOptions::parse_with_secrets(&config, &from_secrets)
+                    .map_err(|e| {
+                        format!(
+                            "CannotCreateContainerError: failed to initialize logging driver: {e}"
+                        )
+                    })?;
             let (local, local_options) = crate::logs::options::local_log_driver();
             Ok(LogPlan {
                 docker: as_docker(local, local_options),
@@ -150,6 +165,14 @@ pub(super) fn log_plan(
     }
 }
 
+/// `text` with every non-empty secret value in `values` blanked out.
+pub(super) fn redact<'a>(mut text: String, values: impl Iterator<Item = &'a String>) -> String {
+    for v in values.filter(|v| !v.is_empty()) {
+        text = text.replace(v.as_str(), "<secret>");
+    }
+    text
+}
+
 /// Environment the agent adds to every container of a task.
 pub(super) fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
@@ -157,4 +180,57 @@ pub(super) fn agent_env(task: &Task, task_iam_role: bool) -> BTreeMap<String, St
         env.insert("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".to_owned(), uri);
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn awslogs_container(options: serde_json::Value) -> crate::model::Container {
+        let host_config = serde_json::json!({"LogConfig": {"Type": "awslogs", "Config": options}});
+        crate::model::Container {
+            name: "app".into(),
+            docker_config: Some(crate::model::DockerConfig {
+                host_config: Some(host_config.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secret_values_are_blanked_out_of_docker_errors() {
+        let values = ["t0ken".to_owned(), String::new()];
+        let text = redact("bad log opt splunk-token: \"t0ken\"".into(), values.iter());
+        assert_eq!(text, "bad log opt splunk-token: \"<secret>\"");
+    }
+
+    #[test]
+    fn a_bad_awslogs_option_from_a_secret_fails_the_create_without_its_value() {
+        let model = awslogs_container(serde_json::json!({"awslogs-group": "g"}));
+        for option in [
+            "mode",
+            "awslogs-create-group",
+            "awslogs-max-buffered-events",
+        ] {
+            let secret = [(option.to_owned(), "s3cret-value".to_owned())].into();
+            let Err(reason) = log_plan(&model, &secret, true) else {
+                panic!("{option}: a bad value is refused");
+            };
+            assert!(
+                reason.starts_with("CannotCreateContainerError: ") && reason.contains(option),
+                "{reason}"
+            );
+            assert!(!reason.contains("s3cret"), "{reason}");
+        }
+        let plain =
+            awslogs_container(serde_json::json!({"awslogs-group": "g", "mode": "plain-bad"}));
+        let Err(reason) = log_plan(&plain, &BTreeMap::new(), true) else {
+            panic!("a bad plain value is refused");
+        };
+        assert!(
+            reason.contains("\"plain-bad\""),
+            "a plain value is quoted: {reason}"
+        );
+    }
 }

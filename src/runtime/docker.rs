@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
@@ -300,8 +300,17 @@ impl DockerRuntime {
         }
     }
 
-    /// Container events (start, die, health), filtered by dockerd.
-    pub fn events(&self) -> impl Stream<Item = Result<(String, DockerEvent), DockerError>> + '_ {
+    /// Whether dockerd answers `/_ping`.
+    pub async fn ping(&self) -> bool {
+        self.docker.ping().await.is_ok()
+    }
+
+    /// Container events (start, die, health) from `since` on (Docker replays the ones between
+    /// `since` and the subscription), filtered by dockerd.
+    pub fn events(
+        &self,
+        since: SystemTime,
+    ) -> impl Stream<Item = Result<(String, DockerEvent), DockerError>> + '_ {
         let filters: HashMap<String, Vec<String>> = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
             (
@@ -309,7 +318,11 @@ impl DockerRuntime {
                 vec!["start".into(), "die".into(), "health_status".into()],
             ),
         ]);
-        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let options = EventsOptionsBuilder::default()
+            .since(&format!("{}.{:09}", since.as_secs(), since.subsec_nanos()))
+            .filters(&filters)
+            .build();
         self.docker
             .events(Some(options))
             .filter_map(|item| async move { item.map(to_event).transpose() })

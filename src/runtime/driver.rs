@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::cgroup::{self, CgroupSettings};
-use super::container_inputs::{agent_env, container_secrets, log_plan, PullAuth};
+use super::container_inputs::{agent_env, container_secrets, log_plan, redact, PullAuth};
 use super::create::{create_body, CreateContext, ResolvedPort};
 use super::docker::DockerRuntime;
 use super::names;
@@ -34,6 +34,7 @@ use crate::logs::cloudwatch::Destination;
 use crate::logs::options::AwsLogsOptions;
 use crate::logs::shipper::Shipper;
 use crate::model::{Status, Task};
+use crate::secrets::cache::SecretsCache;
 use crate::volumes::efs_mounts::EfsMounts;
 
 /// How often every known container is re-inspected in steady state.
@@ -111,6 +112,8 @@ pub struct Driver {
     logs: Option<Arc<LogShipping>>,
     /// Mounts tasks' EFS volumes (without it, EFS volumes stop their tasks).
     efs: Option<Arc<EfsMounts>>,
+    /// Tasks' secrets, resolved once per task before its first container is created.
+    secret_values: Arc<SecretsCache>,
 }
 
 /// Inputs handled together before the state is saved once.
@@ -159,6 +162,7 @@ impl Driver {
             redo: Vec::new(),
             logs: None,
             efs: None,
+            secret_values: Default::default(),
         };
         (driver, handle, changes_rx, snapshot_rx)
     }
@@ -418,6 +422,7 @@ impl Driver {
             Command::TaskRemoved { task_arn, task } => {
                 tracing::info!(task = %task_arn, "task cleaned up");
                 self.remove_cgroup(&task_arn);
+                self.secret_values.release(&task_arn);
                 let docker = self.docker.clone();
                 let efs = self.efs.clone();
                 tokio::spawn(async move {
@@ -567,20 +572,28 @@ impl Driver {
         let cgroups = self.cgroups.clone();
         let mut env = agent_env(&task, self.task_iam_role);
         let secrets = self.secrets.clone();
+        let secret_values = self.secret_values.clone();
         let execution = self.execution_credentials(&task);
         let images = self.images.clone();
         let logs = self.logs.clone();
         let efs = self.efs.clone();
         self.spawn_result(task_arn, container, async move {
             let model = &task.containers[i];
-            let log_options =
-                match container_secrets(secrets.as_ref(), execution.as_ref(), &task, model).await {
-                    Ok((values, log_options)) => {
-                        env.extend(values);
-                        log_options
-                    }
-                    Err(reason) => return Outcome::CreateFailed { reason },
-                };
+            let found = container_secrets(
+                &secret_values,
+                secrets.as_ref(),
+                execution.as_ref(),
+                &task,
+                &model.name,
+            )
+            .await;
+            let log_options = match found {
+                Ok(values) => {
+                    env.extend(values.env);
+                    values.log_options
+                }
+                Err(reason) => return Outcome::CreateFailed { reason },
+            };
             let cgroup_parent = match &cgroups {
                 Some(cg) => match prepare_cgroup(&task, cg) {
                     Ok(parent) => Some(parent),
@@ -620,6 +633,13 @@ impl Driver {
             match create_body(&task, model, &ctx) {
                 Ok(body) => {
                     let outcome = docker.create(&peer_names[&model.name], body).await;
+                    // Docker may quote a bad log option, and that may be a secret's value.
+                    let outcome = match outcome {
+                        Outcome::CreateFailed { reason } => Outcome::CreateFailed {
+                            reason: redact(reason, log_options.values()),
+                        },
+                        other => other,
+                    };
                     if let Outcome::Created { docker_id } = &outcome {
                         lock(&images).used(&model.image, now_millis());
                         if let (Some(logs), Some(options)) = (&logs, plan.ship) {
@@ -674,6 +694,9 @@ impl LogShipping {
         docker_id: &str,
         options: AwsLogsOptions,
     ) {
+        // awslogs-credentials-endpoint names credentials of the agent's own store (checked
+        // when the options were parsed); else the execution role.
+        let explicit = options.credentials_id().ok().flatten().map(str::to_owned);
         let execution = task
             .execution_role_credentials
             .as_ref()
@@ -695,7 +718,7 @@ impl LogShipping {
                 group: options.group.clone(),
                 stream: options.stream_name(&model.name, task.id(), docker_id),
                 create_group: options.create_group,
-                execution_credentials_id: execution,
+                execution_credentials_id: explicit.or(execution),
             },
             start_pattern,
             shipped: None,
@@ -715,17 +738,19 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Follows Docker's event stream, reopening it when it drops; after a reopen every container
-/// is re-inspected, since events may have been missed.
+/// Follows Docker's event stream. When it drops (dockerd restarted or killed), waits until
+/// Docker answers a ping again, reopens the stream and asks for a resync: every known container
+/// is re-inspected, since events were missed meanwhile. Each stream is opened with `since` set
+/// to a moment taken before the resync is asked for, so Docker replays whatever happened
+/// between that moment and its subscription: no event falls between the resync and the stream.
 async fn watch_events(docker: DockerRuntime, tx: mpsc::UnboundedSender<Msg>) {
-    let mut backoff = Duration::from_millis(250);
+    let mut since = SystemTime::now();
     loop {
         {
-            let mut events = Box::pin(docker.events());
+            let mut events = Box::pin(docker.events(since));
             while let Some(item) = events.next().await {
                 match item {
                     Ok((docker_id, event)) => {
-                        backoff = Duration::from_millis(250);
                         if tx
                             .send(Msg::Input(Input::Docker { docker_id, event }))
                             .is_err()
@@ -740,11 +765,32 @@ async fn watch_events(docker: DockerRuntime, tx: mpsc::UnboundedSender<Msg>) {
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        wait_for_docker(&docker).await;
+        since = SystemTime::now();
         if tx.send(Msg::Resync).is_err() {
             return;
         }
+    }
+}
+
+/// Waits until Docker answers a ping: 250 ms first, doubling to 30 s while it does not (the
+/// backoff starts over at each call, that is after every success).
+async fn wait_for_docker(docker: &DockerRuntime) {
+    let mut backoff = Duration::from_millis(250);
+    let mut failed = false;
+    loop {
+        tokio::time::sleep(backoff).await;
+        if docker.ping().await {
+            if failed {
+                tracing::info!("docker answers again; reconciling");
+            }
+            return;
+        }
+        if !failed {
+            tracing::warn!("docker does not answer; waiting for it");
+            failed = true;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -778,17 +824,42 @@ mod tests {
     use crate::engine::DockerEvent;
     use crate::runtime::DockerSettings;
 
+    /// What the fake dockerd saw.
+    #[derive(Default)]
+    struct Seen {
+        /// Event streams opened, with their `since`.
+        events: std::sync::Mutex<Vec<Option<String>>>,
+        /// Pings, answered or not.
+        pings: AtomicUsize,
+    }
+
     /// A fake dockerd on a unix socket whose event stream sends one `die` event, then ends.
-    async fn fake_docker(dir: &std::path::Path) -> (DockerRuntime, Arc<AtomicUsize>) {
+    async fn fake_docker(dir: &std::path::Path) -> (DockerRuntime, Arc<Seen>) {
+        fake_docker_down_for(dir, 0).await
+    }
+
+    /// [`fake_docker`] that fails its first `failed_pings` pings, as a restarting dockerd does.
+    async fn fake_docker_down_for(
+        dir: &std::path::Path,
+        failed_pings: usize,
+    ) -> (DockerRuntime, Arc<Seen>) {
         let sock = dir.join("docker.sock");
         let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-        let opened = Arc::new(AtomicUsize::new(0));
-        let counter = opened.clone();
+        let seen = Arc::new(Seen::default());
+        let recorder = seen.clone();
         let pulls = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-            let counter = counter.clone();
+            let seen = recorder.clone();
             let pulls = pulls.clone();
             async move {
+                if uri.path().ends_with("/_ping") {
+                    let n = seen.pings.fetch_add(1, Ordering::SeqCst);
+                    return if n < failed_pings {
+                        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                    } else {
+                        (axum::http::StatusCode::OK, "OK".to_owned())
+                    };
+                }
                 if uri.path().ends_with("/images/create") {
                     // Records the most pulls in flight at once, in the second counter.
                     let now = pulls.0.fetch_add(1, Ordering::SeqCst) + 1;
@@ -804,7 +875,16 @@ mod tests {
                 if !uri.path().ends_with("/events") {
                     return (axum::http::StatusCode::NOT_FOUND, String::new());
                 }
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let since = uri
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("since=").map(str::to_owned));
+                let n = {
+                    let mut events = seen.events.lock().unwrap();
+                    events.push(since);
+                    events.len()
+                };
                 let event = serde_json::json!({"Type": "container", "Action": "die", "time": 1,
                     "Actor": {"ID": format!("c{n}"), "Attributes": {"exitCode": "3"}}});
                 (axum::http::StatusCode::OK, format!("{event}\n"))
@@ -824,35 +904,74 @@ mod tests {
             start_timeout: Duration::from_secs(5),
             max_concurrent_pulls: 2,
         };
-        (DockerRuntime::new(docker, settings), opened)
+        (DockerRuntime::new(docker, settings), seen)
     }
 
-    #[tokio::test]
-    async fn a_dropped_event_stream_is_reopened_after_asking_for_a_resync() {
-        let dir = tempfile::tempdir().unwrap();
-        let (runtime, opened) = fake_docker(dir.path()).await;
+    /// What the watcher sends, in words, until `n` messages; with the pings answered so far
+    /// at each resync.
+    async fn watched(runtime: DockerRuntime, seen: &Seen, n: usize) -> Vec<String> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let watcher = tokio::spawn(watch_events(runtime, tx));
-        let mut seen = Vec::new();
-        while seen.len() < 3 {
-            let msg = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        let mut out = Vec::new();
+        while out.len() < n {
+            let msg = tokio::time::timeout(Duration::from_secs(20), rx.recv())
                 .await
                 .expect("a message")
                 .unwrap();
-            seen.push(match msg {
+            out.push(match msg {
                 Msg::Input(Input::Docker {
                     docker_id,
                     event: DockerEvent::Died { exit_code },
                 }) => format!("{docker_id} died {exit_code:?}"),
-                Msg::Resync => "resync".to_owned(),
+                Msg::Resync => format!("resync after {} pings", seen.pings.load(Ordering::SeqCst)),
                 _ => "other".to_owned(),
             });
         }
         watcher.abort();
-        assert_eq!(seen, ["c1 died Some(3)", "resync", "c2 died Some(3)"]);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_dropped_event_stream_is_reopened_and_then_a_resync_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, seen) = fake_docker(dir.path()).await;
+        let out = watched(runtime, &seen, 3).await;
+        assert_eq!(
+            out,
+            ["c1 died Some(3)", "resync after 1 pings", "c2 died Some(3)"]
+        );
+        let events = seen.events.lock().unwrap().clone();
+        assert!(events.len() >= 2, "the stream was opened again");
+        let since: Vec<f64> = events
+            .iter()
+            .map(|s| {
+                s.as_deref()
+                    .expect("since on every stream")
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
         assert!(
-            opened.load(Ordering::SeqCst) >= 2,
-            "the stream was opened again"
+            since[1] >= since[0],
+            "a later since on the reopened stream: {since:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resync_waits_until_docker_answers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, seen) = fake_docker_down_for(dir.path(), 2).await;
+        let out = watched(runtime, &seen, 5).await;
+        assert_eq!(
+            out,
+            [
+                "c1 died Some(3)",
+                "resync after 3 pings",
+                "c2 died Some(3)",
+                "resync after 4 pings",
+                "c3 died Some(3)"
+            ],
+            "no resync before Docker answers; then one ping is enough again"
         );
     }
 

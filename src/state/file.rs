@@ -4,11 +4,11 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::migrate::{self, V1_FILE};
-use super::{SavedState, StateError, FILE};
+use super::migrate::{self, ParseError, V1_FILE};
+use super::{SavedState, StateError, FILE, VERSION};
 
 /// What loading found, and what it had to do to get there.
 #[derive(Debug, Default)]
@@ -16,6 +16,9 @@ pub struct Loaded {
     pub state: Option<SavedState>,
     /// What was done about missing or bad files, for the log.
     pub notes: Vec<String>,
+    /// Bad files that could not be dealt with, for the log at error level (the agent still
+    /// starts: a crash loop would not help).
+    pub errors: Vec<String>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
@@ -39,8 +42,9 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
 }
 
 /// Loads the saved state: the current file, else the previous copy, else a version 1
-/// registration file (migrated). A file that does not parse is renamed `*.corrupt` and the
-/// next candidate is tried.
+/// registration file (migrated). A file that does not parse is set aside (`*.corrupt`, see
+/// [`set_aside`]) and the next candidate is tried. A file of a newer schema version is an
+/// error that leaves every file as it is.
 pub fn load(dir: &Path) -> Result<Loaded, StateError> {
     let mut loaded = Loaded::default();
     let candidates = [dir.join(FILE), previous(dir), dir.join(V1_FILE)];
@@ -56,23 +60,56 @@ pub fn load(dir: &Path) -> Result<Loaded, StateError> {
                 loaded.state = Some(state);
                 return Ok(loaded);
             }
-            Err(why) => {
-                let aside = path.with_extension("json.corrupt");
-                fs::rename(path, &aside).map_err(io_err(path))?;
-                loaded.notes.push(format!(
+            Err(ParseError::Newer(found)) => {
+                return Err(StateError::NewerSchema {
+                    path: path.clone(),
+                    found,
+                    known: VERSION,
+                })
+            }
+            Err(ParseError::Corrupt(why)) => match set_aside(path) {
+                Ok(aside) => loaded.notes.push(format!(
                     "{} is unreadable ({why}); moved to {}",
                     path.display(),
                     aside.display()
-                ));
-            }
+                )),
+                Err(e) => loaded.errors.push(format!(
+                    "{} is unreadable ({why}) and could not be moved aside ({e}); ignoring it, \
+                     the next save replaces it",
+                    path.display()
+                )),
+            },
         }
     }
-    if !loaded.notes.is_empty() {
+    if !loaded.notes.is_empty() || !loaded.errors.is_empty() {
         loaded
             .notes
             .push("no usable saved state: starting without saved tasks".into());
     }
     Ok(loaded)
+}
+
+/// How many set-aside copies of one file are kept: `<name>.corrupt`, then `<name>.corrupt.1`
+/// to `<name>.corrupt.9`; past that the last one is replaced, so the first damage (usually
+/// the interesting one) stays and a disk never fills with them.
+const ASIDE_KEPT: usize = 10;
+
+/// Renames a damaged file to the first free `<name>.corrupt[.n]` next to it.
+fn set_aside(path: &Path) -> io::Result<PathBuf> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".corrupt");
+    let first = path.with_file_name(&name);
+    let numbered = |n: usize| {
+        let mut s = name.clone();
+        s.push(format!(".{n}"));
+        path.with_file_name(s)
+    };
+    let aside = std::iter::once(first)
+        .chain((1..ASIDE_KEPT).map(numbered))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| numbered(ASIDE_KEPT - 1));
+    fs::rename(path, &aside)?;
+    Ok(aside)
 }
 
 /// Writes the state document: temp file (mode 0600), fsync, the current file becomes the
@@ -106,35 +143,39 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError
 /// cut, where the previous content (or none) may come back. For records that are rewritten
 /// many times a second, where an fsync under heavy disk writes would stall for long.
 pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let (tmp, mut f) = open_tmp(dir, name)?;
     let path = dir.join(name);
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_err(&path))
 }
 
 /// Writes and syncs the temp file next to `name`.
 fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StateError> {
+    let (tmp, mut f) = open_tmp(dir, name)?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&tmp))?;
+    Ok(tmp)
+}
+
+/// Opens the temp file next to `name`, empty and mode 0600. A temp file left by a crash is
+/// reused, and its mode set again: `mode` at open only applies to a new file, and a stale one
+/// with a wider mode would otherwise become the state file with it.
+fn open_tmp(dir: &Path, name: &str) -> Result<(PathBuf, fs::File), StateError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
+        .and_then(|f| {
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+            Ok(f)
+        })
         .map_err(io_err(&tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(&tmp))?;
-    Ok(tmp)
+    Ok((tmp, f))
 }
 
 /// Renames the synced temp file over `name` and syncs the directory.

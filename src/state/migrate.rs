@@ -9,21 +9,33 @@ use super::{SavedState, VERSION};
 /// The registration file of schema version 1, before tasks were saved.
 pub const V1_FILE: &str = "ecs-agent-metadata.json";
 
+/// Why a document could not be taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not a state document of any version: truncated, damaged, missing fields.
+    Corrupt(String),
+    /// A schema version above [`VERSION`]: written by a newer agent (a downgrade). The document
+    /// is probably fine; this agent cannot read it and must not replace it.
+    Newer(u64),
+}
+
 /// Parses a state document of any known version into the current one.
-pub fn parse(bytes: &[u8]) -> Result<SavedState, String> {
-    let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn parse(bytes: &[u8]) -> Result<SavedState, ParseError> {
+    let corrupt = |e: serde_json::Error| ParseError::Corrupt(e.to_string());
+    let mut doc: Value = serde_json::from_slice(bytes).map_err(corrupt)?;
     loop {
         let version = doc
             .get("version")
             .and_then(Value::as_u64)
-            .ok_or("no schema version")?;
+            .ok_or_else(|| ParseError::Corrupt("no schema version".into()))?;
         doc = match version {
             1 => v1_to_v2(doc),
             v if v == u64::from(VERSION) => break,
-            v => return Err(format!("unknown schema version {v}")),
+            v if v > u64::from(VERSION) => return Err(ParseError::Newer(v)),
+            v => return Err(ParseError::Corrupt(format!("unknown schema version {v}"))),
         };
     }
-    serde_json::from_value(doc).map_err(|e| e.to_string())
+    serde_json::from_value(doc).map_err(corrupt)
 }
 
 /// Version 1 held only the registration, flat; version 2 nests it and adds the tasks.

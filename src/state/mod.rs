@@ -62,6 +62,28 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
+    /// The saved state was written by a newer agent with a schema this one does not know (a
+    /// downgrade). Terminal: starting fresh would register a new instance and orphan the
+    /// running tasks, so the files are left as they are.
+    #[error(
+        "{path} has state schema version {found}, newer than the {known} this agent reads: \
+         run the newer agent again, or move the data directory aside to register a new instance"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        known: u32,
+    },
+}
+
+impl StateError {
+    /// Whether a restart cannot cure it (the agent exits with the terminal code).
+    pub fn is_terminal(&self) -> bool {
+        match self {
+            StateError::Io { .. } => false,
+            StateError::NewerSchema { .. } => true,
+        }
+    }
 }
 
 /// Renders the state to save, or `None` when it is what was last written.

@@ -134,17 +134,178 @@ fn nothing_usable_means_a_fresh_start_not_an_error() {
     assert!(loaded.notes.last().unwrap().contains("without saved tasks"));
 }
 
+/// Every file in `dir` with its content.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let content = fs::read(e.path()).unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), content)
+        })
+        .collect()
+}
+
 #[test]
-fn an_unknown_schema_version_is_not_trusted() {
+fn a_newer_schema_version_is_a_terminal_error_that_touches_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    save(dir.path(), tasks(1));
+    save(dir.path(), tasks(2));
+    fs::write(
+        dir.path().join(FILE),
+        r#"{"version": 99, "metadata": {}, "tasks": [], "something_new": 1}"#,
+    )
+    .unwrap();
+    let before = files(dir.path());
+    let err = load(dir.path()).unwrap_err();
+    assert!(err.is_terminal(), "{err}");
+    assert!(
+        matches!(
+            err,
+            StateError::NewerSchema {
+                found: 99,
+                known: VERSION,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("version 99"), "{text}");
+    assert!(
+        text.contains(&format!("the {VERSION} this agent reads")),
+        "{text}"
+    );
+    assert_eq!(files(dir.path()), before, "nothing moved or rewritten");
+}
+
+#[test]
+fn a_newer_previous_copy_behind_a_corrupt_file_is_terminal_too() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(format!("{FILE}.prev")), r#"{"version": 3}"#).unwrap();
+    fs::write(dir.path().join(FILE), "{\"vers").unwrap();
+    let err = load(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StateError::NewerSchema { found: 3, .. }),
+        "{err:?}"
+    );
+    assert!(
+        dir.path().join(format!("{FILE}.prev")).exists(),
+        "left as it is"
+    );
+}
+
+#[test]
+fn an_older_unknown_schema_version_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(
         dir.path().join(FILE),
-        r#"{"version": 99, "metadata": {}, "tasks": []}"#,
+        r#"{"version": 0, "metadata": {}, "tasks": []}"#,
     )
     .unwrap();
     let loaded = load(dir.path()).unwrap();
     assert!(loaded.state.is_none());
-    assert!(loaded.notes[0].contains("unknown schema version 99"));
+    assert!(loaded.notes[0].contains("unknown schema version 0"));
+    assert!(dir.path().join(format!("{FILE}.corrupt")).exists());
+}
+
+#[test]
+fn a_corrupt_previous_copy_is_set_aside_under_its_own_name() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(FILE), "{\"version\": 2, \"meta").unwrap();
+    fs::write(dir.path().join(format!("{FILE}.prev")), "{\"vers").unwrap();
+    let loaded = load(dir.path()).unwrap();
+    assert!(loaded.state.is_none());
+    assert_eq!(
+        fs::read(dir.path().join(format!("{FILE}.corrupt"))).unwrap(),
+        b"{\"version\": 2, \"meta"
+    );
+    assert_eq!(
+        fs::read(dir.path().join(format!("{FILE}.prev.corrupt"))).unwrap(),
+        b"{\"vers"
+    );
+}
+
+#[test]
+fn a_second_corruption_keeps_the_first_set_aside_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE);
+    for n in 0..12 {
+        fs::write(&path, format!("damage {n}")).unwrap();
+        load(dir.path()).unwrap();
+    }
+    let aside =
+        |suffix: &str| fs::read_to_string(dir.path().join(format!("{FILE}.corrupt{suffix}")));
+    assert_eq!(aside("").unwrap(), "damage 0", "the first one stays");
+    assert_eq!(aside(".1").unwrap(), "damage 1");
+    assert_eq!(aside(".8").unwrap(), "damage 8");
+    assert_eq!(
+        aside(".9").unwrap(),
+        "damage 11",
+        "past ten, the last is replaced"
+    );
+    assert!(aside(".10").is_err(), "no more than ten kept");
+}
+
+#[test]
+fn a_corrupt_file_that_cannot_be_moved_aside_means_a_fresh_start_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE);
+    fs::write(&path, "{\"version\": 2, \"meta").unwrap();
+    // Every set-aside name is a non-empty directory: the rename fails, even for root.
+    let mut names = vec![format!("{FILE}.corrupt")];
+    names.extend((1..10).map(|n| format!("{FILE}.corrupt.{n}")));
+    for name in &names {
+        fs::create_dir(dir.path().join(name)).unwrap();
+        fs::write(dir.path().join(name).join("x"), "x").unwrap();
+    }
+    let loaded = load(dir.path()).unwrap();
+    assert!(loaded.state.is_none());
+    assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+    assert!(loaded.errors[0].contains("could not be moved aside"));
+    assert!(loaded.notes.last().unwrap().contains("without saved tasks"));
+    // The next save replaces it and the start after that uses the new document.
+    save(dir.path(), tasks(1));
+    let again = load(dir.path()).unwrap();
+    assert_eq!(again.state.unwrap().tasks.len(), 1);
+}
+
+#[test]
+fn a_stale_temp_file_does_not_lend_its_mode_to_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [FILE, "checkpoint"] {
+        let tmp = dir.path().join(format!(".{name}.tmp"));
+        fs::write(&tmp, "stale").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    save(dir.path(), tasks(1));
+    replace_file(dir.path(), "checkpoint", b"{}").unwrap();
+    for name in [FILE, "checkpoint"] {
+        let mode = fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
+}
+
+#[test]
+fn image_records_survive_a_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut images = crate::images::cleanup::ImageRecords::default();
+    images.pulled("busybox", Some("sha256:aaa".into()), 1_000);
+    images.pulled("public.ecr.aws/x/y:1", None, 2_000);
+    images.used("busybox", 3_000);
+    let w = Writer::new(dir.path().to_owned(), meta());
+    let bytes = w.render(tasks(1), images.clone()).unwrap();
+    write(dir.path(), &bytes).unwrap();
+    let state = load(dir.path()).unwrap().state.unwrap();
+    assert_eq!(state.images.len(), 2);
+    assert_eq!(state.images, images);
+    let busybox = state.images.get("busybox:latest").unwrap();
+    assert_eq!(busybox.image_id.as_deref(), Some("sha256:aaa"));
+    assert_eq!((busybox.pulled_at, busybox.last_used_at), (1_000, 3_000));
 }
 
 #[test]
@@ -189,7 +350,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Whatever happens to the current file (cut short anywhere, a byte flipped), loading
-    /// never fails and gives either the document that was written last or the one before.
+    /// never fails and gives either the document that was written last or the one before —
+    /// unless the damage leaves a valid document of a newer schema version, which is refused
+    /// as a downgrade would be.
     #[test]
     fn damage_to_the_current_file_falls_back_to_the_previous_copy(
         cut in 0usize..4000, flip in any::<Option<(usize, u8)>>()
@@ -207,7 +370,16 @@ proptest! {
             }
         }
         fs::write(&path, &bytes).unwrap();
-        let state = load(dir.path()).unwrap().state.expect("the previous copy at least");
+        let loaded = match load(dir.path()) {
+            // The damage made the version a newer one: indistinguishable from a downgrade.
+            Err(StateError::NewerSchema { found, .. }) => {
+                let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                prop_assert_eq!(doc["version"].as_u64(), Some(found));
+                return Ok(());
+            }
+            other => other.unwrap(),
+        };
+        let state = loaded.state.expect("the previous copy at least");
         prop_assert!(matches!(state.tasks.len(), 1 | 2));
         if state.tasks.len() == 2 {
             prop_assert_eq!(state.metadata, meta());
