@@ -92,7 +92,11 @@ async fn v2_and_v1_serve_the_credentials_json_of_the_official_agent() {
 #[tokio::test]
 async fn errors_carry_the_official_codes_and_statuses() {
     let store = store_with_one();
-    store.mark_pending("cid-restored");
+    store.mark_pending(
+        "arn:aws:ecs:us-west-2:123456789012:task/prod/t0",
+        RoleType::Task,
+        "cid-restored",
+    );
     let (base, _) = start(store, 40, 60).await;
     assert_eq!(
         get(&base, "/v2/credentials").await,

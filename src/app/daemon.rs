@@ -166,13 +166,7 @@ pub async fn run(config: &Config) -> Exit {
         remove_unknown: config.remove_unknown_containers,
     };
     let store = credentials::Store::default();
-    // Known tasks' credentials answer 503 until ACS sends them again (sendCredentials=true).
-    for t in &resumed.tasks {
-        let ids = [&t.task.role_credentials, &t.task.execution_role_credentials];
-        for c in ids.into_iter().flatten() {
-            store.mark_pending(&c.credentials_id);
-        }
-    }
+    mark_restored_pending(&store, &resumed.tasks);
     let images = Arc::new(Mutex::new(resumed.images));
     let efs = Arc::new(EfsMounts::new(efs_settings));
     let known: std::collections::BTreeSet<String> = resumed
@@ -321,6 +315,22 @@ async fn watch_spot_interruption(
     }
 }
 
+/// Known tasks' credentials answer 503 until ACS sends them again (sendCredentials=true); ACS
+/// resends none for tasks that had stopped, so their IDs stay unknown (400).
+fn mark_restored_pending(store: &credentials::Store, tasks: &[crate::engine::TaskState]) {
+    for t in tasks.iter().filter(|t| t.known != Status::Stopped) {
+        let ids = [
+            (&t.task.role_credentials, RoleType::Task),
+            (&t.task.execution_role_credentials, RoleType::Execution),
+        ];
+        for (c, role) in ids {
+            if let Some(c) = c.as_ref().filter(|c| !c.credentials_id.is_empty()) {
+                store.mark_pending(&t.task.arn, role, &c.credentials_id);
+            }
+        }
+    }
+}
+
 /// Passes engine changes on to the reporter; a task that stopped loses its task-role
 /// credentials (the execution role's stay until cleanup, for log drivers).
 async fn forward_changes(
@@ -407,3 +417,4 @@ async fn shutdown_signal() {
         _ = term => {}
     }
 }
+
