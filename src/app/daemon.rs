@@ -418,3 +418,40 @@ async fn shutdown_signal() {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, Sources};
+    use std::io::Write;
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        load(&Sources {
+            env,
+            ..Sources::default()
+        })
+        .expect("valid configuration")
+        .config
+    }
+
+    #[test]
+    fn the_audit_log_is_written_to_its_file_unless_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log/audit.log");
+        let file = path.to_str().unwrap();
+        let disabled = config(&[
+            ("ECS_AUDIT_LOGFILE", file),
+            ("ECS_AUDIT_LOGFILE_DISABLED", "true"),
+        ]);
+        assert!(audit_sink(&disabled).is_none());
+        assert!(!path.exists(), "a disabled audit log creates no file");
+
+        let mut sink = audit_sink(&config(&[("ECS_AUDIT_LOGFILE", file)])).expect("a sink");
+        writeln!(sink, "line").unwrap();
+        drop(sink);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line\n");
+    }
+}
