@@ -141,9 +141,16 @@ async fn a_client_past_its_rate_limit_gets_the_official_429_and_an_audit_line() 
     );
     let log = String::from_utf8(audit.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.len(), 5, "every request audited, throttled ones too:\n{log}");
+    assert_eq!(
+        lines.len(),
+        5,
+        "every request audited, throttled ones too:\n{log}"
+    );
     let throttled_lines: Vec<&&str> = lines.iter().filter(|l| l.contains(" 429 ")).collect();
-    assert_eq!(throttled_lines.len(), statuses.iter().filter(|s| **s == 429).count());
+    assert_eq!(
+        throttled_lines.len(),
+        statuses.iter().filter(|s| **s == 429).count()
+    );
     for line in throttled_lines {
         // `<time> 429 <client> "/v2/credentials" "<user agent>" - ` and no event fields.
         let (_time, rest) = line.split_once(' ').unwrap();

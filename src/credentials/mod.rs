@@ -159,6 +159,9 @@ mod tests {
         s.put(entry("c3", "t2", RoleType::Task, "K"));
         assert!(!s.is_pending("c3"), "delivered");
         s.mark_pending("t2", RoleType::Task, "c3");
-        assert!(!s.is_pending("c3"), "a delivered ID is never marked pending again");
+        assert!(
+            !s.is_pending("c3"),
+            "a delivered ID is never marked pending again"
+        );
     }
 }

@@ -163,8 +163,12 @@ fn serve(
         }
     } else {
         let status = StatusCode::TOO_MANY_REQUESTS;
-        let response =
-            (status, [("content-type", THROTTLED_CONTENT_TYPE)], THROTTLED_BODY).into_response();
+        let response = (
+            status,
+            [("content-type", THROTTLED_CONTENT_TYPE)],
+            THROTTLED_BODY,
+        )
+            .into_response();
         // Audited like a failed request: no task, no event fields.
         (status, String::new(), None, response)
     };

@@ -295,10 +295,16 @@ mod tests {
         );
         // 31 minutes left: still outside the window.
         let outside = t0 + hours(12) - Duration::from_secs(31 * 60);
-        assert_eq!(pull(&cache, &key, outside, hours(12), &fetches).await, "token-1");
+        assert_eq!(
+            pull(&cache, &key, outside, hours(12), &fetches).await,
+            "token-1"
+        );
         // 29 minutes left: inside the 30-minute window, fetched again.
         let inside = t0 + hours(12) - Duration::from_secs(29 * 60);
-        assert_eq!(pull(&cache, &key, inside, hours(12), &fetches).await, "token-2");
+        assert_eq!(
+            pull(&cache, &key, inside, hours(12), &fetches).await,
+            "token-2"
+        );
         assert_eq!(
             pull(&cache, &key, inside + hours(1), hours(12), &fetches).await,
             "token-2",
@@ -346,7 +352,10 @@ mod tests {
             let expected = format!("token-{}", i + 1);
             assert_eq!(pull(&cache, key, now, valid, &fetches).await, expected);
         }
-        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), keys.len());
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            keys.len()
+        );
     }
 }
 
