@@ -1,12 +1,15 @@
 //! `ecs-agent run` end to end: the project's control-plane simulator, the IMDSv2 stub, the real
 //! dockerd and the agent binary. Registration as the capture shows it, the ACS URL, heartbeats,
 //! a task run and stopped with its reports, credentials acked, the task-manifest orphan stop, a
-//! dropped connection, malformed frames and a control-plane outage.
+//! dropped connection, malformed frames and a control-plane outage; a private image pulled from
+//! the loopback registry with an ECR token fetched (from moto) with the execution role the
+//! payload delivered, and a wrong token stopping the task with the registry's reason.
 //!
 //! The agent only ever talks to 127.0.0.1: IMDS is the stub, ECS is the simulator.
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
@@ -886,4 +889,138 @@ async fn a_restart_keeps_the_acs_sequence_number_and_drops_an_older_manifest() {
         second.log()
     );
     assert!(second.log().contains("stale task manifest dropped"));
+}
+
+/// A loopback proxy to moto that keeps the head of every request it forwards, to see which
+/// credentials signed them.
+struct RecordingProxy {
+    endpoint: String,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl RecordingProxy {
+    async fn start() -> RecordingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = support::env::moto_url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let kept = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (upstream, kept) = (upstream.clone(), kept.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    kept.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    if server.write_all(&head).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        RecordingProxy { endpoint, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// A task whose image is on the loopback registry, pulled with `registryAuthentication` type
+/// ecr for `registry_id` through `endpoint`, with the execution role it carries.
+fn ecr_task(agent: &Agent, registry_id: &str, endpoint: &str, exec_key: &str) -> Value {
+    let mut task = task_json(agent, "cpecr", "RUNNING");
+    let app = &mut task["containers"][0];
+    app["image"] = json!(format!("{}/busybox:latest", support::env::registry()));
+    app["portMappings"] = json!([]);
+    app["registryAuthentication"] = json!({"type": "ecr", "ecrAuthData": {
+        "registryId": registry_id, "region": "us-west-2", "endpointOverride": endpoint,
+        "useExecutionRole": true}});
+    task["executionRoleCredentials"] = json!({"credentialsId": support::env::unique_name("exec"),
+        "roleArn": "arn:aws:iam::123456789012:role/exec", "accessKeyId": exec_key,
+        "secretAccessKey": "EXECSECRET", "sessionToken": "EXECTOKEN",
+        "expiration": "2030-01-01T00:00:00Z"});
+    task
+}
+
+/// The image is pulled on every start (`always`), so the registry sees the ECR token each time.
+const ALWAYS_PULL: &[(&str, &str)] = &[("ECS_IMAGE_PULL_BEHAVIOR", "always")];
+
+#[tokio::test]
+async fn a_private_image_is_pulled_with_an_ecr_token_fetched_with_the_execution_role() {
+    let (sim, _imds, agent) = setup_with(ALWAYS_PULL).await;
+    let ecr = RecordingProxy::start().await;
+    // moto's token for registry 123456789012 is the loopback registry's password.
+    let task = ecr_task(&agent, "123456789012", &ecr.endpoint, "ASIAEXECROLEGOOD");
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    sim.acs_send(payload(&sim, "p-ecr", 1, vec![task])).unwrap();
+    let running = wait_report(&sim, &arn, "RUNNING").await;
+    assert!(
+        running["containers"][0]["runtimeId"].is_string(),
+        "{running:#}"
+    );
+    let heads = ecr.heads();
+    let token_call = heads
+        .iter()
+        .find(|h| h.contains("AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"))
+        .unwrap_or_else(|| panic!("no GetAuthorizationToken through the override: {heads:#?}"));
+    assert!(
+        token_call.contains("Credential=ASIAEXECROLEGOOD/"),
+        "signed with the execution role from the payload: {token_call}"
+    );
+    assert!(
+        token_call.contains("x-amz-security-token: EXECTOKEN")
+            || token_call.contains("X-Amz-Security-Token: EXECTOKEN"),
+        "with its session token: {token_call}"
+    );
+    let log = agent.log();
+    assert!(
+        !log.contains("123456789012-auth-token") && !log.contains("EXECSECRET"),
+        "no token or secret in the agent's log"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_ecr_token_stops_the_task_with_the_registrys_reason() {
+    let (sim, _imds, agent) = setup_with(ALWAYS_PULL).await;
+    // moto's token for another registry ID is not the loopback registry's password.
+    let task = ecr_task(
+        &agent,
+        "999999999999",
+        &support::env::moto_url(),
+        "ASIAEXECROLEBAD",
+    );
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    sim.acs_send(payload(&sim, "p-ecr-bad", 1, vec![task]))
+        .unwrap();
+    let stopped = wait_report(&sim, &arn, "STOPPED").await;
+    let reason = stopped["containers"][0]["reason"]
+        .as_str()
+        .or(stopped["reason"].as_str())
+        .unwrap_or_else(|| panic!("no reason: {stopped:#}"))
+        .to_owned();
+    assert!(reason.starts_with("CannotPullContainerError: "), "{reason}");
+    assert!(
+        reason.contains("unauthorized: authentication required"),
+        "the registry's own reason: {reason}"
+    );
+    assert!(
+        !reason.contains("999999999999-auth-token"),
+        "the token is not in the reason: {reason}"
+    );
 }

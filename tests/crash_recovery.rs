@@ -1076,3 +1076,163 @@ async fn a_container_that_exited_while_the_agent_was_down_is_reported_stopped_wi
     drop(agent);
     support::agent::remove_containers(&stand.cluster).await;
 }
+
+/// A role credentials set as ACS sends it.
+fn role_credentials(id: &str, key: &str) -> Value {
+    json!({"credentialsId": id, "roleArn": "arn:aws:iam::123456789012:role/app",
+        "accessKeyId": key, "secretAccessKey": "SECRETKEY", "sessionToken": "TOKEN",
+        "expiration": "2030-01-01T00:00:00Z"})
+}
+
+/// `task` without the credentials ACS sends with it.
+fn without_credentials(task: &Value) -> Value {
+    let mut t = task.clone();
+    let fields = t.as_object_mut().unwrap();
+    fields.remove("roleCredentials");
+    fields.remove("executionRoleCredentials");
+    t
+}
+
+/// Waits for the agent to log that it cleaned up `task`.
+async fn cleaned_up(task: &Value, agent: &Agent) {
+    let arn = task["arn"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + WAIT;
+    let done = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("task cleaned up") && l.contains(&arn))
+    };
+    while !done(&agent.log()) {
+        assert!(
+            Instant::now() < deadline,
+            "{arn} was not cleaned up; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_task_role_ends_at_the_stop_and_the_execution_role_at_cleanup() {
+    let _serial = SERIAL.lock().await;
+    let mut stand = Stand::new("credlife", 45540).await;
+    // Long enough that the checks right after the STOPPED report come before the cleanup.
+    stand.env[0].1 = "5s".into();
+    let agent = start_connected(&stand).await;
+    let mut task = stand.task(1, false);
+    let (task_id, exec_id) = (
+        support::env::unique_name("task-cid"),
+        support::env::unique_name("exec-cid"),
+    );
+    task["roleCredentials"] = role_credentials(&task_id, "ASIATASK");
+    task["executionRoleCredentials"] = role_credentials(&exec_id, "ASIAEXEC");
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "credlife-1", 1, vec![task.clone()]))
+        .unwrap();
+    report(&stand, &task, "RUNNING", &agent).await;
+    assert_eq!(credentials_status(&task_id).await, 200);
+    assert_eq!(credentials_status(&exec_id).await, 200);
+
+    stand
+        .sim
+        .acs_send(payload(&stand.sim, "credlife-2", 2, vec![stopped(&task)]))
+        .unwrap();
+    report(&stand, &task, "STOPPED", &agent).await;
+    assert_eq!(
+        credentials_status(&task_id).await,
+        400,
+        "the task role is gone once the task stopped"
+    );
+    assert_eq!(
+        credentials_status(&exec_id).await,
+        200,
+        "the execution role stays until cleanup (log drivers may still need it)"
+    );
+    cleaned_up(&task, &agent).await;
+    assert_eq!(
+        credentials_status(&exec_id).await,
+        400,
+        "the execution role is gone after cleanup"
+    );
+    let audit = std::fs::read_to_string(stand.dir.path().join("audit.log")).unwrap();
+    assert!(
+        audit.contains(" GetCredentialsExecutionRole 2 "),
+        "requests are audited:\n{audit}"
+    );
+    assert!(!audit.contains(&exec_id) && !audit.contains("SECRETKEY"));
+}
+
+#[tokio::test]
+async fn after_a_restart_credentials_acs_will_not_resend_answer_400_not_503() {
+    let _serial = SERIAL.lock().await;
+    let mut stand = Stand::new("credstop", 45550).await;
+    stand.env[0].1 = "1h".into();
+    stand
+        .env
+        .push(("ECS_AUDIT_LOGFILE_DISABLED".into(), "true".into()));
+    let agent = start_connected(&stand).await;
+    let (mut running, mut done) = (stand.task(1, false), stand.task(2, false));
+    let ids: Vec<String> = (0..4)
+        .map(|i| support::env::unique_name(&format!("cid{i}")))
+        .collect();
+    running["roleCredentials"] = role_credentials(&ids[0], "ASIA0");
+    running["executionRoleCredentials"] = role_credentials(&ids[1], "ASIA1");
+    done["roleCredentials"] = role_credentials(&ids[2], "ASIA2");
+    done["executionRoleCredentials"] = role_credentials(&ids[3], "ASIA3");
+    stand
+        .sim
+        .acs_send(payload(
+            &stand.sim,
+            "credstop-1",
+            1,
+            vec![running.clone(), done.clone()],
+        ))
+        .unwrap();
+    report(&stand, &running, "RUNNING", &agent).await;
+    report(&stand, &done, "RUNNING", &agent).await;
+    stand
+        .sim
+        .acs_send(payload(
+            &stand.sim,
+            "credstop-2",
+            2,
+            vec![without_credentials(&stopped(&done))],
+        ))
+        .unwrap();
+    report(&stand, &done, "STOPPED", &agent).await;
+    assert_eq!(credentials_status(&ids[3]).await, 200, "not cleaned up yet");
+    kill(agent);
+
+    let agent = start_connected(&stand).await;
+    assert_eq!(credentials_status(&ids[0]).await, 503);
+    assert_eq!(credentials_status(&ids[1]).await, 503);
+    for id in &ids[2..] {
+        assert_eq!(
+            credentials_status(id).await,
+            400,
+            "a task stopped before the restart gets no credentials from ACS again"
+        );
+    }
+    // The running task stops before ACS resent its credentials.
+    stand
+        .sim
+        .acs_send(payload(
+            &stand.sim,
+            "credstop-3",
+            3,
+            vec![without_credentials(&stopped(&running))],
+        ))
+        .unwrap();
+    report(&stand, &running, "STOPPED", &agent).await;
+    assert_eq!(
+        credentials_status(&ids[0]).await,
+        400,
+        "the stopped task's role is unknown now, not waiting for ever"
+    );
+    assert!(
+        !stand.dir.path().join("audit.log").exists(),
+        "ECS_AUDIT_LOGFILE_DISABLED: no audit file"
+    );
+    drop(agent);
+    support::agent::remove_containers(&stand.cluster).await;
+}

@@ -92,7 +92,11 @@ async fn v2_and_v1_serve_the_credentials_json_of_the_official_agent() {
 #[tokio::test]
 async fn errors_carry_the_official_codes_and_statuses() {
     let store = store_with_one();
-    store.mark_pending("cid-restored");
+    store.mark_pending(
+        "arn:aws:ecs:us-west-2:123456789012:task/prod/t0",
+        RoleType::Task,
+        "cid-restored",
+    );
     let (base, _) = start(store, 40, 60).await;
     assert_eq!(
         get(&base, "/v2/credentials").await,
@@ -115,12 +119,46 @@ async fn errors_carry_the_official_codes_and_statuses() {
 }
 
 #[tokio::test]
-async fn a_client_past_its_rate_limit_gets_429() {
-    let (base, _) = start(store_with_one(), 1, 3).await;
-    let mut statuses = Vec::new();
+async fn a_client_past_its_rate_limit_gets_the_official_429_and_an_audit_line() {
+    let (base, audit) = start(store_with_one(), 1, 3).await;
+    let mut responses = Vec::new();
     for _ in 0..5 {
-        statuses.push(get(&base, "/v2/credentials/cid-1").await.0);
+        let r = support::http::get(&base, "/v2/credentials/cid-1", &[("User-Agent", "sdk/1")])
+            .await
+            .expect("request");
+        responses.push(r);
     }
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
     assert_eq!(&statuses[..3], &[200, 200, 200]);
-    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let throttled = responses
+        .iter()
+        .find(|r| r.status == 429)
+        .unwrap_or_else(|| panic!("no 429: {statuses:?}"));
+    assert_eq!(throttled.body, "You have reached maximum request limit.");
+    assert_eq!(
+        throttled.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let log = String::from_utf8(audit.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines.len(),
+        5,
+        "every request audited, throttled ones too:\n{log}"
+    );
+    let throttled_lines: Vec<&&str> = lines.iter().filter(|l| l.contains(" 429 ")).collect();
+    assert_eq!(
+        throttled_lines.len(),
+        statuses.iter().filter(|s| **s == 429).count()
+    );
+    for line in throttled_lines {
+        // `<time> 429 <client> "/v2/credentials" "<user agent>" - ` and no event fields.
+        let (_time, rest) = line.split_once(' ').unwrap();
+        assert!(rest.starts_with("429 127.0.0.1:"), "{line}");
+        assert!(
+            rest.ends_with(" \"/v2/credentials\" \"sdk/1\" - "),
+            "the path without the ID, no task, no event fields: {line:?}"
+        );
+    }
+    assert!(!log.contains("cid-1"), "no credentials ID in the audit log");
 }

@@ -166,13 +166,7 @@ pub async fn run(config: &Config) -> Exit {
         remove_unknown: config.remove_unknown_containers,
     };
     let store = credentials::Store::default();
-    // Known tasks' credentials answer 503 until ACS sends them again (sendCredentials=true).
-    for t in &resumed.tasks {
-        let ids = [&t.task.role_credentials, &t.task.execution_role_credentials];
-        for c in ids.into_iter().flatten() {
-            store.mark_pending(&c.credentials_id);
-        }
-    }
+    mark_restored_pending(&store, &resumed.tasks);
     let images = Arc::new(Mutex::new(resumed.images));
     let efs = Arc::new(EfsMounts::new(efs_settings));
     let known: std::collections::BTreeSet<String> = resumed
@@ -330,6 +324,22 @@ async fn watch_spot_interruption(
     }
 }
 
+/// Known tasks' credentials answer 503 until ACS sends them again (sendCredentials=true); ACS
+/// resends none for tasks that had stopped, so their IDs stay unknown (400).
+fn mark_restored_pending(store: &credentials::Store, tasks: &[crate::engine::TaskState]) {
+    for t in tasks.iter().filter(|t| t.known != Status::Stopped) {
+        let ids = [
+            (&t.task.role_credentials, RoleType::Task),
+            (&t.task.execution_role_credentials, RoleType::Execution),
+        ];
+        for (c, role) in ids {
+            if let Some(c) = c.as_ref().filter(|c| !c.credentials_id.is_empty()) {
+                store.mark_pending(&t.task.arn, role, &c.credentials_id);
+            }
+        }
+    }
+}
+
 /// Passes engine changes on to the reporter; a task that stopped loses its task-role
 /// credentials (the execution role's stay until cleanup, for log drivers).
 async fn forward_changes(
@@ -414,5 +424,43 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, Sources};
+    use std::io::Write;
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        load(&Sources {
+            env,
+            ..Sources::default()
+        })
+        .expect("valid configuration")
+        .config
+    }
+
+    #[test]
+    fn the_audit_log_is_written_to_its_file_unless_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log/audit.log");
+        let file = path.to_str().unwrap();
+        let disabled = config(&[
+            ("ECS_AUDIT_LOGFILE", file),
+            ("ECS_AUDIT_LOGFILE_DISABLED", "true"),
+        ]);
+        assert!(audit_sink(&disabled).is_none());
+        assert!(!path.exists(), "a disabled audit log creates no file");
+
+        let mut sink = audit_sink(&config(&[("ECS_AUDIT_LOGFILE", file)])).expect("a sink");
+        writeln!(sink, "line").unwrap();
+        drop(sink);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line\n");
     }
 }

@@ -382,15 +382,16 @@ config_table! {
     remove_unknown_containers: bool { env: "ECS_REMOVE_UNKNOWN_CONTAINERS", json: None, status: Active,
         parse: parse::boolean, default: false }
     /// Format of `ECS_ENGINE_AUTH_DATA`: `docker` or `dockercfg`.
-    engine_auth_type: Option<EngineAuthType> { env: "ECS_ENGINE_AUTH_TYPE", json: Some("EngineAuthType"), status: Pending,
+    engine_auth_type: Option<EngineAuthType> { env: "ECS_ENGINE_AUTH_TYPE", json: Some("EngineAuthType"), status: Active,
         parse: opt(engine_auth_type), default: None }
     /// Private registry credentials (JSON object). Secret: never printed or logged.
-    engine_auth_data: Option<Secret> { env: "ECS_ENGINE_AUTH_DATA", json: Some("EngineAuthData"), status: Pending,
+    engine_auth_data: Option<Secret> { env: "ECS_ENGINE_AUTH_DATA", json: Some("EngineAuthData"), status: Active,
         parse: secret, default: None }
 
     // ---- Features / security ----
-    /// Serve task IAM role credentials to containers (ecs-init turns it on).
-    task_iam_role: bool { env: "ECS_ENABLE_TASK_IAM_ROLE", json: Some("TaskIAMRoleEnabled"), status: Pending,
+    /// Give the containers of tasks with a task role `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` and
+    /// advertise the `task-iam-role` capability (ecs-init turns it on); the endpoint runs either way.
+    task_iam_role: bool { env: "ECS_ENABLE_TASK_IAM_ROLE", json: Some("TaskIAMRoleEnabled"), status: Active,
         parse: parse::boolean, default: true }
     /// Task IAM roles for tasks in host network mode (ecs-init turns it on).
     task_iam_role_network_host: bool { env: "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", json: Some("TaskIAMRoleEnabledForNetworkHost"), status: Pending,
@@ -508,7 +509,7 @@ config_table! {
     polling_metrics_wait: Duration { env: "ECS_POLLING_METRICS_WAIT_DURATION", json: Some("PollingMetricsWaitDuration"), status: Pending,
         parse: parse::duration, default: Duration::from_secs(10) }
     /// Per-client rate limit of the task metadata and credentials endpoints (`steady,burst`).
-    task_metadata_rps_limit: RateLimit { env: "ECS_TASK_METADATA_RPS_LIMIT", json: None, status: Pending,
+    task_metadata_rps_limit: RateLimit { env: "ECS_TASK_METADATA_RPS_LIMIT", json: None, status: Active,
         parse: parse::rate_limit, default: RateLimit { steady: 40, burst: 60 } }
     /// Leave the availability zone out of task metadata.
     disable_task_metadata_az: bool { env: "ECS_DISABLE_TASK_METADATA_AZ", json: Some("TaskMetadataAZDisabled"), status: Pending,
@@ -564,10 +565,10 @@ config_table! {
     log_max_roll_count: u32 { env: "ECS_LOG_MAX_ROLL_COUNT", json: None, status: Active,
         parse: parse::count, default: 24 }
     /// Audit log of credentials requests.
-    audit_logfile: String { env: "ECS_AUDIT_LOGFILE", json: Some("CredentialsAuditLogFile"), status: Pending,
+    audit_logfile: String { env: "ECS_AUDIT_LOGFILE", json: Some("CredentialsAuditLogFile"), status: Active,
         parse: parse::abs_path, default: s("/var/log/ecs/audit.log") }
     /// Turn off the credentials audit log.
-    audit_logfile_disabled: bool { env: "ECS_AUDIT_LOGFILE_DISABLED", json: Some("CredentialsAuditLogDisabled"), status: Pending,
+    audit_logfile_disabled: bool { env: "ECS_AUDIT_LOGFILE_DISABLED", json: Some("CredentialsAuditLogDisabled"), status: Active,
         parse: parse::boolean, default: false }
     /// Host the `--healthcheck` probe connects to.
     agent_healthcheck_host: String { env: "ECS_AGENT_HEALTHCHECK_HOST", json: None, status: Pending,

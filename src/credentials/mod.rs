@@ -2,8 +2,10 @@
 //! task in a PayloadMessage, refreshed by IAMRoleCredentialsMessage), keyed by credentials ID.
 //!
 //! In memory only, never written to disk or logged (the official agent does the same; ACS resends
-//! them after a restart because the first connection asks with `sendCredentials=true`). The
-//! credentials endpoint that serves them to containers comes with its own issue.
+//! them after a restart because the first connection asks with `sendCredentials=true`). Until
+//! then the IDs of restored tasks are *pending*: known, not yet delivered. Removing a task's
+//! role (task role at STOPPED, execution role at cleanup) also forgets its pending IDs, so an
+//! ID ACS will never resend answers "unknown", not "wait".
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -42,7 +44,8 @@ pub struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Store(
     Arc<RwLock<HashMap<String, Entry>>>,
-    Arc<RwLock<std::collections::HashSet<String>>>,
+    /// Pending IDs with the task and role they belong to.
+    Arc<RwLock<HashMap<String, (String, RoleType)>>>,
 );
 
 impl Store {
@@ -61,12 +64,12 @@ impl Store {
 
     /// Marks an ID as known but not yet delivered (a task restored after an agent restart,
     /// until ACS resends its credentials): the endpoint answers 503, not 400.
-    pub fn mark_pending(&self, credentials_id: &str) {
+    pub fn mark_pending(&self, task_arn: &str, role_type: RoleType, credentials_id: &str) {
         if self.get(credentials_id).is_none() {
             self.1
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(credentials_id.to_owned());
+                .insert(credentials_id.to_owned(), (task_arn.to_owned(), role_type));
         }
     }
 
@@ -74,7 +77,7 @@ impl Store {
         self.1
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(credentials_id)
+            .contains_key(credentials_id)
     }
 
     pub fn get(&self, credentials_id: &str) -> Option<Entry> {
@@ -85,12 +88,16 @@ impl Store {
             .cloned()
     }
 
-    /// Removes every set of `task_arn` with `role_type`.
+    /// Removes every set of `task_arn` with `role_type`, delivered or pending.
     pub fn remove_task(&self, task_arn: &str, role_type: RoleType) {
         self.0
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, e| !(e.task_arn == task_arn && e.role_type == role_type));
+        self.1
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (arn, role)| !(arn == task_arn && *role == role_type));
     }
 
     pub fn len(&self) -> usize {
@@ -134,5 +141,27 @@ mod tests {
             Some(RoleType::Execution)
         );
         assert_eq!(RoleType::from_acs("Other"), None);
+    }
+
+    #[test]
+    fn removing_a_role_forgets_its_pending_ids_and_delivery_ends_pending() {
+        let s = Store::default();
+        s.mark_pending("t1", RoleType::Task, "c1");
+        s.mark_pending("t1", RoleType::Execution, "c2");
+        s.mark_pending("t2", RoleType::Task, "c3");
+        assert!(s.is_pending("c1") && s.is_pending("c2") && s.is_pending("c3"));
+        s.remove_task("t1", RoleType::Task);
+        assert!(!s.is_pending("c1"), "the stopped task's role is forgotten");
+        assert!(s.is_pending("c2"), "its execution role waits for cleanup");
+        assert!(s.is_pending("c3"), "another task is untouched");
+        s.remove_task("t1", RoleType::Execution);
+        assert!(!s.is_pending("c2"));
+        s.put(entry("c3", "t2", RoleType::Task, "K"));
+        assert!(!s.is_pending("c3"), "delivered");
+        s.mark_pending("t2", RoleType::Task, "c3");
+        assert!(
+            !s.is_pending("c3"),
+            "a delivered ID is never marked pending again"
+        );
     }
 }

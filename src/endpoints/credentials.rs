@@ -1,7 +1,8 @@
 //! The task credentials endpoint (127.0.0.1:51679, reached from containers as 169.254.170.2):
 //! `/v2/credentials/{id}` and the legacy `/v1/credentials?id=`, with the official agent's JSON
-//! bodies and error codes, a per-client rate limit (`ECS_TASK_METADATA_RPS_LIMIT`, 429 past it)
-//! and an audit line per request. Knowing the unguessable ID is the only authorisation.
+//! bodies and error codes, a per-client rate limit (`ECS_TASK_METADATA_RPS_LIMIT`; past it 429
+//! with the plain-text body of the official agent's limiter, tollbooth) and an audit line per
+//! request, throttled ones included. Knowing the unguessable ID is the only authorisation.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,8 +46,11 @@ pub enum Failure {
     NoId,
     UnknownId,
     Uninitialized,
-    Throttled,
 }
+
+/// What the official agent's rate limiter (tollbooth's defaults) answers past the limit.
+const THROTTLED_BODY: &str = "You have reached maximum request limit.";
+const THROTTLED_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 #[derive(Serialize)]
 struct ErrorBody {
@@ -61,7 +65,6 @@ impl Failure {
         match self {
             Failure::NoId | Failure::UnknownId => StatusCode::BAD_REQUEST,
             Failure::Uninitialized => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::Throttled => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -70,7 +73,6 @@ impl Failure {
             Failure::NoId => "NoIdInRequest",
             Failure::UnknownId => "InvalidIdInRequest",
             Failure::Uninitialized => "CredentialsUninitialized",
-            Failure::Throttled => "Throttled",
         }
     }
 
@@ -79,7 +81,6 @@ impl Failure {
             Failure::NoId => "No Credential ID in the request",
             Failure::UnknownId => "Credentials not found",
             Failure::Uninitialized => "Credentials uninitialized for ID",
-            Failure::Throttled => "Too many requests",
         }
     }
 
@@ -150,18 +151,26 @@ fn serve(
         .get("user-agent")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !api.limiter.allow(peer.ip()) {
-        return Failure::Throttled.response(version);
-    }
-    let outcome = lookup(api, id.as_deref().filter(|s| !s.is_empty()));
-    let (status, arn, role, response) = match outcome {
-        Ok((arn, role, body)) => (
-            StatusCode::OK,
-            arn,
-            Some(role),
-            json_response(StatusCode::OK, body),
-        ),
-        Err(f) => (f.status(), String::new(), None, f.response(version)),
+    let (status, arn, role, response) = if api.limiter.allow(peer.ip()) {
+        match lookup(api, id.as_deref().filter(|s| !s.is_empty())) {
+            Ok((arn, role, body)) => (
+                StatusCode::OK,
+                arn,
+                Some(role),
+                json_response(StatusCode::OK, body),
+            ),
+            Err(f) => (f.status(), String::new(), None, f.response(version)),
+        }
+    } else {
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        let response = (
+            status,
+            [("content-type", THROTTLED_CONTENT_TYPE)],
+            THROTTLED_BODY,
+        )
+            .into_response();
+        // Audited like a failed request: no task, no event fields.
+        (status, String::new(), None, response)
     };
     api.audit.record(&Audited {
         peer,

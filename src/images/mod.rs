@@ -1,8 +1,9 @@
 //! Registry credentials for image pulls. Today: Amazon ECR (`registryAuthentication` type
 //! `ecr`): `GetAuthorizationToken` for the registry ID and region (at `endpointOverride` when
 //! given), with the task's execution role when `useExecutionRole`, else the instance's own
-//! credentials; tokens cached per region + registry + endpoint + role and refreshed well before
-//! they expire. Tokens are never logged.
+//! credentials; tokens cached per region + registry + endpoint + role ARN + credentials ID (as
+//! the official agent keys them) and fetched again once within 30 minutes of their expiry.
+//! Tokens are never logged.
 //!
 //! Also `registryAuthentication` type `asm` (username and password from Secrets Manager) and
 //! `ECS_ENGINE_AUTH_TYPE`/`ECS_ENGINE_AUTH_DATA` for containers without registry authentication.
@@ -58,18 +59,72 @@ pub fn ecr_auth(
     }
 }
 
-#[derive(Hash, PartialEq, Eq)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
 struct Key {
     region: String,
     registry: String,
     endpoint: String,
     role: String,
+    credentials_id: String,
+}
+
+impl Key {
+    fn new(auth: &EcrAuthData, role: Option<&RoleCredentials>) -> Self {
+        Key {
+            region: auth.region.clone().unwrap_or_default(),
+            registry: auth.registry_id.clone().unwrap_or_default(),
+            endpoint: auth.endpoint_override.clone().unwrap_or_default(),
+            role: role.map(|r| r.role_arn.clone()).unwrap_or_default(),
+            credentials_id: role.map(|r| r.credentials_id.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Registry credentials with their expiry, by what they were fetched for.
+#[derive(Default)]
+struct TokenCache(Mutex<HashMap<Key, (DockerCredentials, SystemTime)>>);
+
+impl TokenCache {
+    /// The cached credentials for `key`, unless they expire within [`REFRESH_BEFORE`] of `now`.
+    fn fresh(&self, key: &Key, now: SystemTime) -> Option<DockerCredentials> {
+        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (creds, expires) = cache.get(key)?;
+        let left = expires.duration_since(now).unwrap_or_default();
+        (left > REFRESH_BEFORE).then(|| creds.clone())
+    }
+
+    fn store(&self, key: Key, creds: DockerCredentials, expires: SystemTime) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (creds, expires));
+    }
+
+    /// The cached credentials for `key` if still fresh at `now`, else what `fetch` returns
+    /// (cached with its expiry).
+    async fn get_or_fetch<F, Fut>(
+        &self,
+        key: Key,
+        now: SystemTime,
+        fetch: F,
+    ) -> Result<DockerCredentials, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(DockerCredentials, SystemTime), String>>,
+    {
+        if let Some(creds) = self.fresh(&key, now) {
+            return Ok(creds);
+        }
+        let (creds, expires) = fetch().await?;
+        self.store(key, creds.clone(), expires);
+        Ok(creds)
+    }
 }
 
 /// Fetches and caches ECR registry credentials.
 pub struct EcrAuth {
     instance: SdkConfig,
-    cache: Mutex<HashMap<Key, (DockerCredentials, SystemTime)>>,
+    cache: TokenCache,
 }
 
 impl EcrAuth {
@@ -77,7 +132,7 @@ impl EcrAuth {
     pub fn new(instance: SdkConfig) -> Self {
         EcrAuth {
             instance,
-            cache: Mutex::default(),
+            cache: TokenCache::default(),
         }
     }
 
@@ -95,32 +150,11 @@ impl EcrAuth {
             }
             (false, _) => None,
         };
-        let key = Key {
-            region: auth.region.clone().unwrap_or_default(),
-            registry: auth.registry_id.clone().unwrap_or_default(),
-            endpoint: auth.endpoint_override.clone().unwrap_or_default(),
-            role: role.map(|r| r.role_arn.clone()).unwrap_or_default(),
-        };
-        if let Some((creds, expires)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            if expires
-                .duration_since(SystemTime::now())
-                .unwrap_or_default()
-                > REFRESH_BEFORE
-            {
-                return Ok(creds.clone());
-            }
-        }
-        let (creds, expires) = self.fetch(auth, role).await?;
         self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (creds.clone(), expires));
-        Ok(creds)
+            .get_or_fetch(Key::new(auth, role), SystemTime::now(), || {
+                self.fetch(auth, role)
+            })
+            .await
     }
 
     async fn fetch(
@@ -205,6 +239,123 @@ mod tests {
             &serde_json::json!({"type": "ecr", "ecrAuthData": {"region": 5}})
         ))
         .is_err());
+    }
+
+    fn token(password: &str) -> DockerCredentials {
+        DockerCredentials {
+            username: Some("AWS".into()),
+            password: Some(password.into()),
+            ..Default::default()
+        }
+    }
+
+    fn role(credentials_id: &str) -> RoleCredentials {
+        RoleCredentials {
+            credentials_id: credentials_id.into(),
+            role_arn: "arn:aws:iam::123456789012:role/exec".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Asks `cache` at `now`, with a fetch that counts its calls and yields a token `valid` long.
+    async fn pull(
+        cache: &TokenCache,
+        key: &Key,
+        now: SystemTime,
+        valid: Duration,
+        fetches: &std::sync::atomic::AtomicUsize,
+    ) -> String {
+        let creds = cache
+            .get_or_fetch(key.clone(), now, || async {
+                let n = fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                Ok((token(&format!("token-{n}")), now + valid))
+            })
+            .await
+            .unwrap();
+        creds.password.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_second_pull_reuses_the_token_until_the_refresh_window() {
+        let cache = TokenCache::default();
+        let fetches = std::sync::atomic::AtomicUsize::new(0);
+        let auth = EcrAuthData {
+            registry_id: Some("123456789012".into()),
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        };
+        let key = Key::new(&auth, Some(&role("exec-1")));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        assert_eq!(pull(&cache, &key, t0, hours(12), &fetches).await, "token-1");
+        assert_eq!(
+            pull(&cache, &key, t0 + hours(1), hours(12), &fetches).await,
+            "token-1",
+            "reused"
+        );
+        // 31 minutes left: still outside the window.
+        let outside = t0 + hours(12) - Duration::from_secs(31 * 60);
+        assert_eq!(
+            pull(&cache, &key, outside, hours(12), &fetches).await,
+            "token-1"
+        );
+        // 29 minutes left: inside the 30-minute window, fetched again.
+        let inside = t0 + hours(12) - Duration::from_secs(29 * 60);
+        assert_eq!(
+            pull(&cache, &key, inside, hours(12), &fetches).await,
+            "token-2"
+        );
+        assert_eq!(
+            pull(&cache, &key, inside + hours(1), hours(12), &fetches).await,
+            "token-2",
+            "the new token is cached in turn"
+        );
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn tokens_are_cached_per_region_registry_endpoint_role_and_credentials_id() {
+        let cache = TokenCache::default();
+        let fetches = std::sync::atomic::AtomicUsize::new(0);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let valid = Duration::from_secs(12 * 3600);
+        let base = EcrAuthData {
+            registry_id: Some("123456789012".into()),
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        };
+        let other_region = EcrAuthData {
+            region: Some("eu-west-1".into()),
+            ..base.clone()
+        };
+        let other_registry = EcrAuthData {
+            registry_id: Some("210987654321".into()),
+            ..base.clone()
+        };
+        let other_endpoint = EcrAuthData {
+            endpoint_override: Some("http://127.0.0.1:5000".into()),
+            ..base.clone()
+        };
+        let keys = [
+            Key::new(&base, None),
+            Key::new(&base, Some(&role("exec-1"))),
+            Key::new(&base, Some(&role("exec-2"))),
+            Key::new(&other_region, Some(&role("exec-1"))),
+            Key::new(&other_registry, Some(&role("exec-1"))),
+            Key::new(&other_endpoint, Some(&role("exec-1"))),
+        ];
+        for (i, key) in keys.iter().enumerate() {
+            let expected = format!("token-{}", i + 1);
+            assert_eq!(pull(&cache, key, now, valid, &fetches).await, expected);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let expected = format!("token-{}", i + 1);
+            assert_eq!(pull(&cache, key, now, valid, &fetches).await, expected);
+        }
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            keys.len()
+        );
     }
 }
 

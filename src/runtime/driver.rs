@@ -420,6 +420,7 @@ impl Driver {
                 self.wake = Some(Instant::now() + Duration::from_millis(at.saturating_sub(now)));
             }
             Command::TaskRemoved { task_arn, task } => {
+                self.forget_credentials(&task_arn);
                 tracing::info!(task = %task_arn, "task cleaned up");
                 self.remove_cgroup(&task_arn);
                 self.secret_values.release(&task_arn);
@@ -488,6 +489,15 @@ impl Driver {
                     outcome
                 });
             }
+        }
+    }
+
+    /// At cleanup the execution role's credentials go (they were kept after the stop for the
+    /// log drivers), and the task role's too in case its stop was never seen.
+    fn forget_credentials(&self, task_arn: &str) {
+        if let Some((_, store)) = &self.registry_auth {
+            store.remove_task(task_arn, credentials::RoleType::Execution);
+            store.remove_task(task_arn, credentials::RoleType::Task);
         }
     }
 
