@@ -1005,7 +1005,7 @@ async fn a_container_created_just_before_a_crash_is_adopted_by_name_not_created_
     for (name, id) in &orphans {
         assert_eq!(
             after[name],
-            [id.clone()],
+            std::slice::from_ref(id),
             "{name}: the same container, not a second"
         );
         assert_eq!(last[name]["runtimeId"], json!(id), "{running}");
