@@ -57,15 +57,19 @@ fn full_speed_script() -> String {
     )
 }
 
-/// Asks for 2 MB/s for `RATE_SECONDS`: 2,000 lines of 100 bytes, then 92 ms of sleep (the
-/// rest of each 100 ms goes to starting awk; the rate actually written is measured and
-/// printed).
+/// Asks for 2 MB/s for `RATE_SECONDS`: the numbered lines are generated once into a file,
+/// then written in chunks of `RATE_LINES` lines (one `dd` each) every 100 ms, the sleep
+/// computed from `/proc/uptime` (centiseconds) so the pace does not drift; the rate actually
+/// written over the container's whole life (generation included) is measured and printed.
 fn rate_script() -> String {
-    format!(
-        "t=0; while [ $t -lt {} ]; do awk -v t=$t 'BEGIN {{ pad = sprintf(\"%0{}d\", 0); for (i = 1; i <= {RATE_LINES}; i++) printf \"%09d %s\\n\", t * {RATE_LINES} + i, pad }}'; usleep 92000; t=$((t+1)); done",
-        RATE_SECONDS * 10,
-        LINE_BYTES - 11
-    )
+    let total = RATE_SECONDS * 10 * RATE_LINES;
+    let chunk = RATE_LINES * LINE_BYTES;
+    let ticks = RATE_SECONDS * 10;
+    let pad = LINE_BYTES - 11;
+    format!("mkdir -p /tmp; awk 'BEGIN {{ pad = sprintf(\"%0{pad}d\", 0); for (i = 1; i <= {total}; i++) printf \"%09d %s\\n\", i, pad }}' > /tmp/l; ")
+        + "read u r < /proc/uptime; s=${u%.*}${u#*.}; t=0; "
+        + &format!("while [ $t -lt {ticks} ]; do dd if=/tmp/l bs={chunk} skip=$t count=1 2>/dev/null; t=$((t+1)); ")
+        + "read u r < /proc/uptime; n=${u%.*}${u#*.}; d=$(( (s + t * 10 - n) * 10000 )); if [ $d -gt 0 ]; then usleep $d; fi; done; true"
 }
 
 struct Stand {
