@@ -65,6 +65,23 @@ impl Harness {
     }
 
     /// As [`Harness::build`], saving the engine's state in `state_dir` when given.
+    /// A harness with 4096 MiB, no task cgroups, an hour's cleanup wait and these AWS clients.
+    async fn with_aws(
+        prefix: &str,
+        pull_behavior: ImagePullBehavior,
+        aws: aws_config::SdkConfig,
+    ) -> Self {
+        Self::build(
+            prefix,
+            4096,
+            pull_behavior,
+            None,
+            Duration::from_secs(3600),
+            Some(aws),
+        )
+        .await
+    }
+
     async fn build_saving(
         prefix: &str,
         memory_mib: u64,
@@ -811,15 +828,7 @@ async fn cleanup_removes_the_containers_and_task_scoped_volumes() {
 #[tokio::test]
 async fn ecr_authentication_pulls_with_the_token_from_get_authorization_token() {
     let sdk = support::aws::moto_config().await;
-    let mut h = Harness::build(
-        "ecs-enginetest-ecr",
-        4096,
-        ImagePullBehavior::Always,
-        None,
-        Duration::from_secs(3600),
-        Some(sdk),
-    )
-    .await;
+    let mut h = Harness::with_aws("ecs-enginetest-ecr", ImagePullBehavior::Always, sdk).await;
     let image = format!("{}/busybox:latest", support::env::registry());
     let task_for = |registry_id: &str| {
         let mut t = h.task(&format!(
@@ -865,13 +874,10 @@ async fn secrets_from_ssm_and_secrets_manager_reach_the_environment() {
         .await
         .unwrap();
     let secret_arn = secret.arn().unwrap().to_owned();
-    let mut h = Harness::build(
+    let mut h = Harness::with_aws(
         "ecs-enginetest-secrets",
-        4096,
         ImagePullBehavior::PreferCached,
-        None,
-        Duration::from_secs(3600),
-        Some(sdk),
+        sdk,
     )
     .await;
     let task_with = |ssm_name: &str| {
@@ -925,15 +931,7 @@ async fn asm_registry_credentials_authenticate_the_pull() {
         .await
         .unwrap();
     let arn = secret.arn().unwrap().to_owned();
-    let mut h = Harness::build(
-        "ecs-enginetest-asm",
-        4096,
-        ImagePullBehavior::Always,
-        None,
-        Duration::from_secs(3600),
-        Some(sdk),
-    )
-    .await;
+    let mut h = Harness::with_aws("ecs-enginetest-asm", ImagePullBehavior::Always, sdk).await;
     let image = format!("{}/busybox:latest", support::env::registry());
     let mut task = h.task(&format!(
         r#"{{"family":"asm","containerDefinitions":[{{"name":"app","image":"{image}","memory":32,"command":["true"]}}]}}"#
@@ -959,13 +957,10 @@ async fn log_driver_secrets_become_log_options() {
     let sdk = support::aws::moto_config().await;
     let param = format!("/ecs-agent-test/{}", support::env::unique_name("logopt"));
     put_secure_string(&sdk, &param, "10m").await;
-    let mut h = Harness::build(
+    let mut h = Harness::with_aws(
         "ecs-enginetest-logsecret",
-        4096,
         ImagePullBehavior::PreferCached,
-        None,
-        Duration::from_secs(3600),
-        Some(sdk),
+        sdk,
     )
     .await;
     let mut task = h.task(&format!(
@@ -1038,13 +1033,10 @@ async fn a_later_containers_missing_secret_stops_the_task_before_any_container_i
     let good = format!("/ecs-agent-test/{unique}/good");
     let missing = format!("/ecs-agent-test/{unique}/missing");
     put_secure_string(&sdk, &good, "first-s3cret").await;
-    let mut h = Harness::build(
+    let mut h = Harness::with_aws(
         "ecs-enginetest-secretorder",
-        4096,
         ImagePullBehavior::PreferCached,
-        None,
-        Duration::from_secs(3600),
-        Some(sdk),
+        sdk,
     )
     .await;
     let task = secrets_task(
@@ -1105,13 +1097,10 @@ async fn twelve_ssm_parameters_and_asm_keys_reach_the_containers() {
     secrets.push(format!(r#"{{"name":"WHOLE","valueFrom":"{arn}"}}"#));
     checks.push(r#"test "$USER" = app"#.into());
     checks.push(r#"test "$WHOLE" = '{"user":"app","password":"pw"}'"#.into());
-    let mut h = Harness::build(
+    let mut h = Harness::with_aws(
         "ecs-enginetest-secretmany",
-        4096,
         ImagePullBehavior::PreferCached,
-        None,
-        Duration::from_secs(3600),
-        Some(sdk),
+        sdk,
     )
     .await;
     let task = secrets_task(
