@@ -132,11 +132,19 @@ async fn task_containers(arn: &str) -> HashMap<String, bollard::models::Containe
             .get("com.amazonaws.ecs.container-name")
             .cloned()
             .unwrap_or_default();
-        let inspect = docker
+        // Listed, then removed by the agent's cleanup before the inspect: gone.
+        match docker
             .inspect_container(c.id.as_deref().unwrap(), None)
             .await
-            .unwrap();
-        out.insert(name, inspect);
+        {
+            Ok(inspect) => {
+                out.insert(name, inspect);
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => panic!("inspect {name}: {e}"),
+        }
     }
     out
 }

@@ -383,7 +383,8 @@ async fn cleanup_waits_until_a_stopped_containers_logs_are_shipped() {
     assert_eq!(
         got,
         numbered(1000),
-        "everything was shipped before the removal"
+        "everything was shipped before the removal, once; log:\n{}",
+        agent.log()
     );
 }
 
@@ -441,6 +442,73 @@ async fn wait_sink(sink: &CwlSink, stream: &str, count: usize, agent: &Agent) {
             agent.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Lines written the moment a container starts are shipped once: the agent begins following at
+/// the create, when Docker has no log file yet, and must not read the start through Docker's
+/// log API and then, at the drain before removal, the whole file again (it did, for about 4
+/// containers in 10).
+#[tokio::test]
+async fn lines_written_as_a_container_starts_are_shipped_once() {
+    const CONTAINERS: usize = 16;
+    let stand = Stand::new("logs-atstart").await;
+    let sink = CwlSink::start().await;
+    let agent = stand
+        .agent(&[("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "1s")])
+        .await;
+    let mut task = stand.task(
+        15,
+        "seq 1 500",
+        json!({"awslogs-stream-prefix": "web", "awslogs-endpoint": sink.url}),
+    );
+    // Short-lived containers; the essential one outlives the others, then the task stops and
+    // is cleaned up (each container drained, then removed).
+    let first = task["containers"][0].clone();
+    task["containers"] = (0..CONTAINERS)
+        .map(|i| {
+            let mut c = first.clone();
+            c["name"] = json!(format!("app{i}"));
+            c["essential"] = json!(i == 0);
+            if i == 0 {
+                c["command"] = json!(["sh", "-c", "seq 1 500; sleep 3"]);
+            }
+            c
+        })
+        .collect();
+    stand.run("logs-atstart-1", &task);
+    let arn = task["arn"].clone();
+    stand
+        .sim
+        .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "STOPPED", WAIT)
+        .await
+        .unwrap_or_else(|| panic!("not stopped; log:\n{}", agent.log()));
+    let docker = support::env::docker().await;
+    let label = format!(
+        "com.amazonaws.ecs.task-arn={}",
+        task["arn"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + WAIT;
+    while !support::env::containers_labelled(&docker, &label)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never cleaned up; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..CONTAINERS {
+        let got = sink.stream(&format!("web/app{i}/logs15"));
+        assert_eq!(
+            (got.events, got.repeats, got.numbers.len()),
+            (500, 0, 500),
+            "app{i}: each line once; log:\n{}",
+            agent.log()
+        );
     }
 }
 

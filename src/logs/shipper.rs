@@ -26,6 +26,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bollard::models::ContainerStateStatusEnum;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -49,6 +50,16 @@ struct Follower {
     /// The end of the last batch CloudWatch accepted.
     shipped: watch::Receiver<Option<Position>>,
     counters: Arc<Counters>,
+}
+
+/// Where a container's log is read from.
+enum LogSource {
+    /// Docker's json-file log, read directly.
+    File(JsonLog),
+    /// Docker's log API (the agent cannot read Docker's files).
+    Api,
+    /// Not started yet: no log file so far.
+    NotStarted,
 }
 
 /// Aborts a task when dropped (delivery, when its follower is aborted).
@@ -210,18 +221,36 @@ impl Shipper {
             batches,
         )));
         let mut file = None;
+        // Once the log is read through the Docker API it is never read from the file: the
+        // file starts at the first line, the API where the last read ended.
+        let mut through_api = false;
         loop {
             let draining = *drain.borrow();
-            if file.is_none() {
-                // Docker names the log file when the container starts.
-                file = self.json_log(&record.docker_id, &mut pipe).await;
+            if file.is_none() && !through_api {
+                match self.json_log(&record.docker_id, &mut pipe).await {
+                    LogSource::File(log) => file = Some(log),
+                    LogSource::Api => through_api = true,
+                    // Stopped without ever starting: it logged nothing.
+                    LogSource::NotStarted if draining => break,
+                    LogSource::NotStarted => {
+                        if self.wait_for_start(&record.docker_id, &mut drain).await {
+                            continue;
+                        }
+                        break;
+                    }
+                }
             }
-            if file.is_some() {
-                self.read_file(&record.docker_id, &mut file, &mut pipe, &out, !draining)
-                    .await;
-            } else {
+            if through_api {
                 self.read(&record.docker_id, &mut pipe, &out, !draining)
                     .await;
+            } else {
+                self.read_file(&record.docker_id, &mut file, &mut pipe, &out, !draining)
+                    .await;
+                if file.is_none() {
+                    // The file could not be read: on through the API from the last line read.
+                    through_api = true;
+                    continue;
+                }
             }
             flush(&mut pipe, &out).await;
             if draining || !self.wait_for_more(&record.docker_id, &mut drain).await {
@@ -272,12 +301,29 @@ impl Shipper {
     }
 
     /// The container's json-file log, when the agent can read Docker's files (it runs on the
-    /// host); otherwise shipping goes through Docker's log API.
+    /// host); otherwise shipping goes through Docker's log API. A container that has not
+    /// started yet has no log file (Docker names it at the start): it is waited for, never
+    /// read through the API, which would race with the start and read the lines the file
+    /// then holds again.
     /// Positioned at the checkpoint's file offset when it has one Docker still keeps (then
     /// nothing is skipped by timestamp).
-    async fn json_log(&self, docker_id: &str, pipe: &mut Pipeline) -> Option<JsonLog> {
-        let inspect = self.docker.inspect_container(docker_id, None).await.ok()?;
-        let path = inspect.log_path.filter(|p| !p.is_empty())?;
+    async fn json_log(&self, docker_id: &str, pipe: &mut Pipeline) -> LogSource {
+        let Ok(inspect) = self.docker.inspect_container(docker_id, None).await else {
+            return LogSource::Api;
+        };
+        let created = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.status)
+            .is_some_and(|s| s == ContainerStateStatusEnum::CREATED);
+        let path = inspect.log_path.filter(|p| !p.is_empty());
+        let Some(path) = path else {
+            return if created {
+                LogSource::NotStarted
+            } else {
+                LogSource::Api
+            };
+        };
         tracing::debug!(docker_id, path = %path, "following the container log file");
         match std::fs::metadata(&path) {
             Ok(_) => {
@@ -293,12 +339,38 @@ impl Shipper {
                     }
                     None => {}
                 }
-                Some(log)
+                LogSource::File(log)
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && created => LogSource::NotStarted,
             Err(e) => {
                 tracing::info!(path = %path, error = %e, "container log file not readable; following it through the Docker API");
-                None
+                LogSource::Api
             }
+        }
+    }
+
+    /// Until the container has started (true), is gone (false), or a drain is asked for
+    /// (true: the caller looks once more).
+    async fn wait_for_start(&self, docker_id: &str, drain: &mut watch::Receiver<bool>) -> bool {
+        let mut wait = Duration::from_millis(20);
+        loop {
+            match self.docker.inspect_container(docker_id, None).await {
+                Ok(i) => {
+                    let status = i.state.and_then(|s| s.status);
+                    if status.is_some_and(|s| s != ContainerStateStatusEnum::CREATED) {
+                        return true;
+                    }
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return false,
+                Err(_) => {}
+            }
+            tokio::select! {
+                changed = drain.changed() => if changed.is_err() || *drain.borrow() { return true },
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(1));
         }
     }
 
