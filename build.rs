@@ -39,7 +39,6 @@ fn main() {
 /// build lacks is skipped silently: the list only arranges code, never changes it.
 /// `ECS_AGENT_NO_SYMBOL_ORDER=1` turns it off (e.g. for a linker without the option).
 fn idle_symbols_first() {
-    println!("cargo::rustc-check-cfg=cfg(ecs_idle_profile)");
     println!("cargo:rerun-if-env-changed=ECS_AGENT_NO_SYMBOL_ORDER");
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/idle-symbols.txt");
     println!("cargo:rerun-if-changed={}", list.display());

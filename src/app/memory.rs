@@ -7,8 +7,9 @@
 //! handshakes) runs code spread over the whole file; idle work (heartbeats, telemetry, Docker
 //! pings, timers) runs about 2,600 functions. Two things keep only those resident:
 //! - the release build links the idle functions first and together (`packaging/idle-symbols.txt`,
-//!   passed to the linker by `build.rs`, made by `scripts/idle-symbols`), so the pages idle work
-//!   touches are few and adjacent instead of one 64 KB fault-around window per function;
+//!   passed to the linker by `build.rs`, made by `scripts/idle-symbols` from the pages an idle
+//!   release agent touches with the disk's read-ahead off), so the pages idle work touches are
+//!   few and adjacent instead of one 64 KB fault-around window per function;
 //! - [`release_after_startup`] pages the executable's read-only mappings out (`MADV_PAGEOUT`) and
 //!   drops the file's other cached pages (`POSIX_FADV_DONTNEED`), so only what idle work runs
 //!   comes back, from the disk, at its next run. Contents never change: these are clean file
@@ -64,13 +65,6 @@ fn page_out_executable() {
     };
     for range in read_only_mappings_of(&maps, exe) {
         let (start, len) = (range.start as *mut libc::c_void, range.end - range.start);
-        // `scripts/idle-symbols` measures which functions idle work runs: without read-ahead, a
-        // fault brings in its own page only.
-        #[cfg(ecs_idle_profile)]
-        // SAFETY: as below; MADV_RANDOM only turns read-ahead off for this mapping.
-        unsafe {
-            libc::madvise(start, len, libc::MADV_RANDOM);
-        }
         // SAFETY: the range is a whole mapping of this process, read-only, backed by the
         // executable; MADV_PAGEOUT never changes contents, it only lets the kernel reclaim pages
         // that a later access reads back.
