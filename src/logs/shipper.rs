@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::models::ContainerStateStatusEnum;
+use bollard::models::{ContainerState, ContainerStateStatusEnum};
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -352,26 +352,18 @@ impl Shipper {
     /// Until the container has started (true), is gone (false), or a drain is asked for
     /// (true: the caller looks once more).
     async fn wait_for_start(&self, docker_id: &str, drain: &mut watch::Receiver<bool>) -> bool {
-        let mut wait = Duration::from_millis(20);
-        loop {
-            match self.docker.inspect_container(docker_id, None).await {
-                Ok(i) => {
-                    let status = i.state.and_then(|s| s.status);
-                    if status.is_some_and(|s| s != ContainerStateStatusEnum::CREATED) {
-                        return true;
-                    }
-                }
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => return false,
-                Err(_) => {}
-            }
-            tokio::select! {
-                changed = drain.changed() => if changed.is_err() || *drain.borrow() { return true },
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(Duration::from_secs(1));
-        }
+        let started = |s: &ContainerState| {
+            s.status
+                .is_some_and(|s| s != ContainerStateStatusEnum::CREATED)
+        };
+        self.wait_until(
+            docker_id,
+            drain,
+            started,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+        )
+        .await
     }
 
     /// Reads the json-file log until its end; following, until the end once the container
@@ -453,10 +445,31 @@ impl Shipper {
     /// After the stream ended: true when the container runs again (read on), false when it is
     /// gone or a drain was asked for and done here.
     async fn wait_for_more(&self, docker_id: &str, drain: &mut watch::Receiver<bool>) -> bool {
-        let mut wait = Duration::from_millis(100);
+        let running = |s: &ContainerState| s.running == Some(true);
+        self.wait_until(
+            docker_id,
+            drain,
+            running,
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        )
+        .await
+    }
+
+    /// Polls the container (waits doubling from `first` to `most`) until its state is `ready`
+    /// (true), it is gone (false) or a drain is asked for (true).
+    async fn wait_until(
+        &self,
+        docker_id: &str,
+        drain: &mut watch::Receiver<bool>,
+        ready: impl Fn(&ContainerState) -> bool,
+        first: Duration,
+        most: Duration,
+    ) -> bool {
+        let mut wait = first;
         loop {
             match self.docker.inspect_container(docker_id, None).await {
-                Ok(i) if i.state.as_ref().and_then(|s| s.running) == Some(true) => return true,
+                Ok(i) if i.state.as_ref().is_some_and(&ready) => return true,
                 Ok(_) => {}
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
@@ -467,7 +480,7 @@ impl Shipper {
                 changed = drain.changed() => if changed.is_err() || *drain.borrow() { return true },
                 _ = tokio::time::sleep(wait) => {}
             }
-            wait = (wait * 2).min(Duration::from_secs(2));
+            wait = (wait * 2).min(most);
         }
     }
 }
