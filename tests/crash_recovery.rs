@@ -23,6 +23,9 @@ use support::agent::{payload, Agent};
 use support::ecs_sim::{EcsSim, WsKind};
 use support::imds::{ImdsConfig, ImdsStub};
 
+/// How long the simulator gets to finish a dead agent's last requests before its death is
+/// recorded and the next life starts.
+const DEATH_SETTLE: Duration = Duration::from_millis(200);
 const WAIT: Duration = Duration::from_secs(60);
 /// The tests of this file run one at a time: one restarts dockerd, and all use the fixed
 /// credentials endpoint port.
@@ -504,6 +507,10 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
                 !real || log.contains("failpoint reached"),
                 "killed by something else than its failpoint {point:?}; log:\n{log}"
             );
+            // A request the agent wrote just before it died may still be in the simulator's
+            // hands: let it be accepted now, before the next life starts, so that it counts in
+            // this death's window and this life (CI once saw such a copy counted in the next).
+            tokio::time::sleep(DEATH_SETTLE).await;
             let saved = Saved::read(stand.dir.path());
             let window = accepted_items(&stand)
                 .into_iter()
