@@ -77,18 +77,23 @@ impl Stand {
         })
     }
 
-    /// Waits for the task's RUNNING report; the container's Docker ID.
-    async fn running_id(&self, task: &Value, agent: &Agent) -> String {
+    /// Waits for the task's `status` report; the Docker ID of its first container.
+    async fn report_id(&self, task: &Value, status: &'static str, agent: &Agent) -> String {
         let arn = task["arn"].clone();
-        let running = self
+        let report = self
             .sim
-            .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "RUNNING", WAIT)
+            .wait_task_state_change(move |b| b["task"] == arn && b["status"] == status, WAIT)
             .await
-            .unwrap_or_else(|| panic!("not running; log:\n{}", agent.log()));
-        running.body["containers"][0]["runtimeId"]
+            .unwrap_or_else(|| panic!("no {status} report; log:\n{}", agent.log()));
+        report.body["containers"][0]["runtimeId"]
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Waits for the task's RUNNING report; the container's Docker ID.
+    async fn running_id(&self, task: &Value, agent: &Agent) -> String {
+        self.report_id(task, "RUNNING", agent).await
     }
 
     fn run(&self, id: &str, task: &Value) {
@@ -322,16 +327,7 @@ async fn an_oversize_line_is_split_and_a_stream_without_prefix_is_named_by_the_c
         json!({}),
     );
     stand.run("logs-oversize-1", &task);
-    let arn = task["arn"].clone();
-    let running = stand
-        .sim
-        .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "RUNNING", WAIT)
-        .await
-        .unwrap_or_else(|| panic!("not running; log:\n{}", agent.log()));
-    let id = running.body["containers"][0]["runtimeId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = stand.running_id(&task, &agent).await;
     let got = wait_messages(&stand.group, &id, 3, &agent).await;
     assert_eq!(got.len(), 3, "two pieces and the next line");
     assert!(got[0].len() <= 262_118 && got[1].len() <= 262_118);
@@ -353,16 +349,7 @@ async fn cleanup_waits_until_a_stopped_containers_logs_are_shipped() {
         json!({"awslogs-stream-prefix": "web", "awslogs-endpoint": endpoint}),
     );
     stand.run("logs-drain-1", &task);
-    let arn = task["arn"].clone();
-    let stopped = stand
-        .sim
-        .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "STOPPED", WAIT)
-        .await
-        .unwrap_or_else(|| panic!("not stopped; log:\n{}", agent.log()));
-    let id = stopped.body["containers"][0]["runtimeId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = stand.report_id(&task, "STOPPED", &agent).await;
     let docker = support::env::docker().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(
@@ -370,15 +357,7 @@ async fn cleanup_waits_until_a_stopped_containers_logs_are_shipped() {
         "the cleanup wait is over, but the container stays while its logs are not shipped"
     );
     proxy.up.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + WAIT;
-    while docker.inspect_container(&id, None).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "never removed; log:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_removed(&[id], "never removed", &agent).await;
     let got = messages(&logs_client().await, &stand.group, "web/app/logs7").await;
     assert_eq!(
         got,
@@ -431,6 +410,19 @@ async fn stdout_and_stderr_written_together_arrive_once_each_and_unmixed() {
     assert_eq!(got.len(), 42_001, "nothing else");
 }
 
+/// Waits until Docker has none of the containers `ids` any more (the agent's cleanup removed
+/// them); `what` says what failed otherwise.
+async fn wait_removed(ids: &[String], what: &str, agent: &Agent) {
+    let docker = support::env::docker().await;
+    let deadline = Instant::now() + WAIT;
+    for id in ids {
+        while docker.inspect_container(id, None).await.is_ok() {
+            assert!(Instant::now() < deadline, "{what}; log:\n{}", agent.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Waits until `sink`'s stream holds `count` distinct numbered lines.
 async fn wait_sink(sink: &CwlSink, stream: &str, count: usize, agent: &Agent) {
     let deadline = Instant::now() + WAIT;
@@ -477,30 +469,18 @@ async fn lines_written_as_a_container_starts_are_shipped_once() {
         })
         .collect();
     stand.run("logs-atstart-1", &task);
-    let arn = task["arn"].clone();
-    stand
-        .sim
-        .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "STOPPED", WAIT)
-        .await
-        .unwrap_or_else(|| panic!("not stopped; log:\n{}", agent.log()));
-    let docker = support::env::docker().await;
+    stand.report_id(&task, "STOPPED", &agent).await;
     let label = format!(
         "com.amazonaws.ecs.task-arn={}",
         task["arn"].as_str().unwrap()
     );
-    let deadline = Instant::now() + WAIT;
-    while !support::env::containers_labelled(&docker, &label)
+    let ids: Vec<String> = support::env::containers_labelled(&support::env::docker().await, &label)
         .await
         .unwrap()
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "never cleaned up; log:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    wait_removed(&ids, "never cleaned up", &agent).await;
     for i in 0..CONTAINERS {
         let got = sink.stream(&format!("web/app{i}/logs15"));
         assert_eq!(
@@ -527,26 +507,13 @@ async fn cleanup_removes_the_container_at_the_drain_deadline_when_cloudwatch_is_
         json!({"awslogs-endpoint": "http://127.0.0.1:1"}),
     );
     stand.run("logs-deadline-1", &task);
-    let arn = task["arn"].clone();
-    let stopped = stand
-        .sim
-        .wait_task_state_change(move |b| b["task"] == arn && b["status"] == "STOPPED", WAIT)
-        .await
-        .unwrap_or_else(|| panic!("not stopped; log:\n{}", agent.log()));
-    let id = stopped.body["containers"][0]["runtimeId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let docker = support::env::docker().await;
-    let deadline = Instant::now() + WAIT;
-    while docker.inspect_container(&id, None).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "never removed although its logs cannot be shipped; log:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let id = stand.report_id(&task, "STOPPED", &agent).await;
+    wait_removed(
+        &[id],
+        "never removed although its logs cannot be shipped",
+        &agent,
+    )
+    .await;
     let log = agent.log();
     let error = log
         .lines()
