@@ -205,6 +205,18 @@ mod tests {
         }
     }
 
+    /// Every line `log` holds from where it stands, over rotations.
+    fn read_to_end(log: &mut JsonLog) -> Vec<String> {
+        let mut all = Vec::new();
+        loop {
+            let got = log.read(1 << 20).unwrap();
+            if got.is_empty() {
+                return all;
+            }
+            all.extend(texts(&got));
+        }
+    }
+
     fn texts(entries: &[Entry]) -> Vec<String> {
         entries
             .iter()
@@ -238,14 +250,7 @@ mod tests {
         append(&base, 5..7);
         rotate(&base, 5);
         append(&base, 7..8);
-        let mut all = Vec::new();
-        loop {
-            let got = log.read(1 << 20).unwrap();
-            if got.is_empty() {
-                break;
-            }
-            all.extend(texts(&got));
-        }
+        let all = read_to_end(&mut log);
         assert_eq!(all, ["line 3", "line 4", "line 5", "line 6", "line 7"]);
     }
 
@@ -277,14 +282,7 @@ mod tests {
             again.resume_at(at).unwrap(),
             "the rotated file is found by its inode"
         );
-        let mut all = Vec::new();
-        loop {
-            let got = again.read(1 << 20).unwrap();
-            if got.is_empty() {
-                break;
-            }
-            all.extend(texts(&got));
-        }
+        let all = read_to_end(&mut again);
         assert_eq!(all, ["line 2", "line 3", "line 4", "line 5"]);
         let gone = FileOffset {
             ino: u64::MAX,
