@@ -121,6 +121,13 @@ impl Stand {
     }
 
     /// Statuses ECS received for each task, in order.
+    /// Sends ACS a PayloadMessage with `tasks`.
+    fn acs_payload(&self, message_id: &str, seq: i64, tasks: Vec<Value>) {
+        self.sim
+            .acs_send(payload(&self.sim, message_id, seq, tasks))
+            .unwrap();
+    }
+
     fn reports(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in self.sim.task_state_changes() {
@@ -687,10 +694,7 @@ async fn a_restart_adopts_the_running_task_and_its_credentials_wait_for_acs() {
     let cid = support::env::unique_name("cid");
     task["roleCredentials"] = json!({"credentialsId": cid, "roleArn": "arn:aws:iam::123456789012:role/app",
         "accessKeyId": "ASIATEST", "secretAccessKey": "SECRETKEY", "sessionToken": "TOKEN", "expiration": "2030-01-01T00:00:00Z"});
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "adopt-1", 1, vec![task.clone()]))
-        .unwrap();
+    stand.acs_payload("adopt-1", 1, vec![task.clone()]);
     let running = report(&stand, &task, "RUNNING", &agent).await;
     let before = containers_by_task(&stand.cluster).await;
     assert_eq!(credentials_status(&cid).await, 200);
@@ -723,10 +727,7 @@ async fn a_restart_adopts_the_running_task_and_its_credentials_wait_for_acs() {
         before,
         "the running containers were adopted, none created"
     );
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "adopt-2", 2, vec![stopped(&task)]))
-        .unwrap();
+    stand.acs_payload("adopt-2", 2, vec![stopped(&task)]);
     let done = report(&stand, &task, "STOPPED", &agent).await;
     let ids = |r: &Value| -> BTreeMap<String, Value> {
         r["containers"]
@@ -755,10 +756,7 @@ async fn a_corrupt_state_file_is_set_aside_and_the_previous_copy_used() {
     let agent = start_connected(&stand).await;
     let arn = stand.sim.container_instance_arn().unwrap();
     let task = stand.task(1, false);
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "corrupt-1", 1, vec![task.clone()]))
-        .unwrap();
+    stand.acs_payload("corrupt-1", 1, vec![task.clone()]);
     report(&stand, &task, "RUNNING", &agent).await;
     kill(agent);
     let path = stand.dir.path().join("data/ecs-agent-data.json");
@@ -782,10 +780,7 @@ async fn a_corrupt_state_file_is_set_aside_and_the_previous_copy_used() {
         json!(arn),
         "the same instance"
     );
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "corrupt-2", 2, vec![stopped(&task)]))
-        .unwrap();
+    stand.acs_payload("corrupt-2", 2, vec![stopped(&task)]);
     report(&stand, &task, "STOPPED", &agent).await;
     assert_no_duplicates(&stand.cluster).await;
     drop(agent);
@@ -799,15 +794,7 @@ async fn docker_outage_is_survived(prefix: &str, port: u16, how: &str) {
     let stand = Stand::new(prefix, port).await;
     let agent = start_connected(&stand).await;
     let task = stand.task(1, false);
-    stand
-        .sim
-        .acs_send(payload(
-            &stand.sim,
-            &format!("{prefix}-1"),
-            1,
-            vec![task.clone()],
-        ))
-        .unwrap();
+    stand.acs_payload(&format!("{prefix}-1"), 1, vec![task.clone()]);
     report(&stand, &task, "RUNNING", &agent).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-env");
     let outage = Instant::now();
@@ -842,15 +829,7 @@ async fn docker_outage_is_survived(prefix: &str, port: u16, how: &str) {
     }
     // The agent goes on with the new dockerd.
     let next = stand.task(2, false);
-    stand
-        .sim
-        .acs_send(payload(
-            &stand.sim,
-            &format!("{prefix}-2"),
-            2,
-            vec![next.clone()],
-        ))
-        .unwrap();
+    stand.acs_payload(&format!("{prefix}-2"), 2, vec![next.clone()]);
     report(&stand, &next, "RUNNING", &agent).await;
     drop(agent);
     support::agent::remove_containers(&stand.cluster).await;
@@ -976,10 +955,7 @@ async fn a_container_created_just_before_a_crash_is_adopted_by_name_not_created_
         agent.log()
     );
     let task = stand.task(1, false);
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "byname-1", 1, vec![task.clone()]))
-        .unwrap();
+    stand.acs_payload("byname-1", 1, vec![task.clone()]);
     // Dies right after Docker created a container, before its ID was saved (the creates of a
     // task's containers run side by side: the other one may be there too).
     died_at_failpoint(agent).await;
@@ -1040,10 +1016,7 @@ async fn a_container_that_exited_while_the_agent_was_down_is_reported_stopped_wi
     let stand = Stand::new("downexit", 45560).await;
     let agent = start_connected(&stand).await;
     let task = stand.task(1, false);
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "downexit-1", 1, vec![task.clone()]))
-        .unwrap();
+    stand.acs_payload("downexit-1", 1, vec![task.clone()]);
     report(&stand, &task, "RUNNING", &agent).await;
     kill(agent);
     // While the agent is down, the essential container is killed (exit code 137).
@@ -1132,18 +1105,12 @@ async fn the_task_role_ends_at_the_stop_and_the_execution_role_at_cleanup() {
     );
     task["roleCredentials"] = role_credentials(&task_id, "ASIATASK");
     task["executionRoleCredentials"] = role_credentials(&exec_id, "ASIAEXEC");
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "credlife-1", 1, vec![task.clone()]))
-        .unwrap();
+    stand.acs_payload("credlife-1", 1, vec![task.clone()]);
     report(&stand, &task, "RUNNING", &agent).await;
     assert_eq!(credentials_status(&task_id).await, 200);
     assert_eq!(credentials_status(&exec_id).await, 200);
 
-    stand
-        .sim
-        .acs_send(payload(&stand.sim, "credlife-2", 2, vec![stopped(&task)]))
-        .unwrap();
+    stand.acs_payload("credlife-2", 2, vec![stopped(&task)]);
     report(&stand, &task, "STOPPED", &agent).await;
     assert_eq!(
         credentials_status(&task_id).await,
@@ -1186,26 +1153,10 @@ async fn after_a_restart_credentials_acs_will_not_resend_answer_400_not_503() {
     running["executionRoleCredentials"] = role_credentials(&ids[1], "ASIA1");
     done["roleCredentials"] = role_credentials(&ids[2], "ASIA2");
     done["executionRoleCredentials"] = role_credentials(&ids[3], "ASIA3");
-    stand
-        .sim
-        .acs_send(payload(
-            &stand.sim,
-            "credstop-1",
-            1,
-            vec![running.clone(), done.clone()],
-        ))
-        .unwrap();
+    stand.acs_payload("credstop-1", 1, vec![running.clone(), done.clone()]);
     report(&stand, &running, "RUNNING", &agent).await;
     report(&stand, &done, "RUNNING", &agent).await;
-    stand
-        .sim
-        .acs_send(payload(
-            &stand.sim,
-            "credstop-2",
-            2,
-            vec![without_credentials(&stopped(&done))],
-        ))
-        .unwrap();
+    stand.acs_payload("credstop-2", 2, vec![without_credentials(&stopped(&done))]);
     report(&stand, &done, "STOPPED", &agent).await;
     assert_eq!(credentials_status(&ids[3]).await, 200, "not cleaned up yet");
     kill(agent);
@@ -1221,15 +1172,11 @@ async fn after_a_restart_credentials_acs_will_not_resend_answer_400_not_503() {
         );
     }
     // The running task stops before ACS resent its credentials.
-    stand
-        .sim
-        .acs_send(payload(
-            &stand.sim,
-            "credstop-3",
-            3,
-            vec![without_credentials(&stopped(&running))],
-        ))
-        .unwrap();
+    stand.acs_payload(
+        "credstop-3",
+        3,
+        vec![without_credentials(&stopped(&running))],
+    );
     report(&stand, &running, "STOPPED", &agent).await;
     assert_eq!(
         credentials_status(&ids[0]).await,
